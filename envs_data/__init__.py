@@ -1,0 +1,1 @@
+"""Small assets and manifests of the environment suite (shipped as ``mapo_env.envs_data``)."""

@@ -1,0 +1,93 @@
+"""Plain data types shared by the datasets, the environments and the alignment scorers.
+
+Coordinates: every ``BBox`` stored in these types is ``(x1, y1, x2, y2)`` in pixels of the
+*original* full-resolution image, ``x`` to the right, ``y`` down, ``x1 < x2``, ``y1 < y2``.
+The frame the model sees (a downsampled copy, a crop) is handled by :mod:`mapo_env.geometry`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+BBox = tuple[float, float, float, float]
+"""``(x1, y1, x2, y2)`` in original-image pixels."""
+
+ImageLoader = Callable[[], np.ndarray]
+"""Returns the sample's full-resolution image as ``np.uint8`` of shape (H, W, 3), RGB."""
+
+
+@dataclass(frozen=True)
+class ObjectAnnotation:
+    """One object with a known location in a sample's image.
+
+    Attributes:
+        name: Short noun phrase naming the object, as a question would (``"red umbrella"``,
+            ``"flag"``).
+        bbox: Its box in original-image pixels.
+        attributes: Known attributes by kind, e.g. ``{"color": "red", "pattern": "striped"}``; used
+            to build reference captions for the ``annotation`` alignment scorer.
+    """
+
+    name: str
+    bbox: BBox
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    def caption(self) -> str:
+        """A short reference caption: the attribute words (sorted by kind) then the name.
+
+        Words already in the name are not repeated: ``{"color": "red"}`` + ``"red tile"`` gives
+        ``"red tile"``.
+        """
+        name_words = set(self.name.lower().split())
+        extra = [v for _, v in sorted(self.attributes.items()) if v and v.lower() not in name_words]
+        return " ".join([*extra, self.name]).strip()
+
+
+@dataclass(frozen=True)
+class VQASample:
+    """One multiple-choice visual question with its image and ground truth.
+
+    Attributes:
+        sample_id: Stable identifier (file stem for real data, ``"<dataset>-<index>"`` otherwise).
+        question: The question text, without options.
+        options: Option texts in the dataset's canonical order (the environment shuffles them).
+        answer_index: Index of the correct option in ``options``.
+        category: Benchmark category (``"direct_attributes"``, ``"relative_position"``,
+            ``"single"``, ``"cross"``, an MME-RealWorld subtask, ...), used for per-category reports.
+        load_image: Callable returning the full-resolution RGB ``np.uint8`` image (H, W, 3).
+            Loaders decode lazily and cache with a bound (see :mod:`mapo_env.data.io`).
+        image_size: ``(width, height)`` of that image, known without decoding it.
+        targets: The objects the question is about (empty when the benchmark has no boxes).
+        objects: Every object with a known box, targets included (distractors, clutter); used for
+            reference captions of arbitrary crops.
+        metadata: Free-form extras (source file, generator parameters, ...).
+    """
+
+    sample_id: str
+    question: str
+    options: tuple[str, ...]
+    answer_index: int
+    category: str
+    load_image: ImageLoader
+    image_size: tuple[int, int]
+    targets: tuple[ObjectAnnotation, ...] = ()
+    objects: tuple[ObjectAnnotation, ...] = ()
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.options:
+            raise ValueError(f"sample {self.sample_id!r} has no options")
+        if not 0 <= self.answer_index < len(self.options):
+            raise ValueError(
+                f"sample {self.sample_id!r}: answer_index {self.answer_index} is outside the "
+                f"{len(self.options)} options"
+            )
+
+    @property
+    def answer(self) -> str:
+        """The correct option's text."""
+        return self.options[self.answer_index]

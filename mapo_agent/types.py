@@ -7,8 +7,8 @@ exact ids the policy appended for the environment's messages, never a re-tokenis
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -112,3 +112,79 @@ class ForwardOutput:
     entropy: torch.Tensor
     hidden_states: torch.Tensor | None = None
     image_token_mask: torch.Tensor | None = None
+
+
+@dataclass
+class TrainBatch:
+    """A collated, right-padded batch of trajectories, ready for a teacher-forced forward pass.
+
+    Built by :meth:`TrainablePolicy.collate`; algorithms read the tensors and pass the batch back to
+    :meth:`TrainablePolicy.forward`. Minibatches are made by collating subsets of trajectories.
+
+    Attributes:
+        input_ids: (B, T) token ids, right-padded.
+        attention_mask: (B, T) 1 on real tokens.
+        loss_mask: (B, T) float, 1 on policy-generated tokens.
+        old_logprobs: (B, T) generation-time log-probs (0 off the loss mask).
+        advantages: (B, T) per-token advantages (an estimator's (B,) output broadcast on the loss mask).
+        group_ids: (B,) question group of each row.
+        ref_logprobs: (B, T) reference-model log-probs, when an algorithm needs them.
+        model_inputs: Model-specific tensors for the forward pass (pixel values, image grids, token
+            types ...); opaque to algorithms.
+        trajectories: The trajectories in row order (for metrics and per-row extras).
+    """
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    loss_mask: torch.Tensor
+    old_logprobs: torch.Tensor
+    advantages: torch.Tensor
+    group_ids: torch.Tensor
+    ref_logprobs: torch.Tensor | None = None
+    model_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
+    trajectories: list[Trajectory] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> TrainBatch:
+        """A copy with every tensor moved to ``device``."""
+
+        def move(x: torch.Tensor | None) -> torch.Tensor | None:
+            return None if x is None else x.to(device)
+
+        return replace(
+            self,
+            input_ids=move(self.input_ids),
+            attention_mask=move(self.attention_mask),
+            loss_mask=move(self.loss_mask),
+            old_logprobs=move(self.old_logprobs),
+            advantages=move(self.advantages),
+            group_ids=move(self.group_ids),
+            ref_logprobs=move(self.ref_logprobs),
+            model_inputs={k: v.to(device) for k, v in self.model_inputs.items()},
+        )
+
+
+class TrainablePolicy(Protocol):
+    """What algorithms need from a policy: collate trajectories, and run a teacher-forced forward."""
+
+    def collate(self, trajectories: list[Trajectory], advantages: torch.Tensor | None = None) -> TrainBatch:
+        """Pad and stack trajectories; ``advantages`` (B,) or (B, T) is broadcast onto the loss mask."""
+        ...
+
+    def forward(
+        self,
+        batch: TrainBatch,
+        *,
+        image_patch_mask_ratio: float = 0.0,
+        mask_generator: torch.Generator | None = None,
+        output_hidden_states: bool = False,
+    ) -> ForwardOutput:
+        """Teacher-forced pass with gradients.
+
+        Args:
+            batch: The batch.
+            image_patch_mask_ratio: Fraction of each image's vision patches replaced by the image mean
+                before encoding (PAPO's masked view); 0 leaves images untouched.
+            mask_generator: Random generator for the patch mask (reproducibility).
+            output_hidden_states: Fill :attr:`ForwardOutput.hidden_states` (last layer).
+        """
+        ...

@@ -1,0 +1,531 @@
+"""``ThinkWithImagesEnv``: the zoom-and-answer loop every MAPO environment shares.
+
+The dataset-specific environments in :mod:`mapo_env.envs` subclass it only to choose their data
+and defaults; this class is the contract (observation, action, reward, info) documented in full on
+:class:`ThinkWithImagesEnv`.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from mapo_env.actions import ParsedAction, ToolError, ZoomCall, parse_action
+from mapo_env.alignment.base import AlignmentRequest, AlignmentScorer
+from mapo_env.answers import match_answer, option_letters
+from mapo_env.data.base import VQADataset
+from mapo_env.errors import ConfigError, InvalidActionType, ResetNeeded
+from mapo_env.geometry import (
+    COORDINATE_FRAMES,
+    CoordinateFrame,
+    ImageFrame,
+    ZoomBox,
+    box_coverage,
+    box_iou,
+    crop_resize,
+    resolve_zoom_box,
+    smart_resize,
+)
+from mapo_env.prompts import crop_reply, default_system_prompt, error_reply, image_part, question_text, text_part
+from mapo_env.spaces import Dialogue, FreeText, ImageSpace
+from mapo_env.types import ObjectAnnotation, VQASample
+
+DescriptionMode = Literal["label", "post"]
+AlignmentSpec = str | AlignmentScorer | Callable[[AlignmentRequest], float] | None
+
+
+@dataclass
+class _Episode:
+    """Mutable state of the running episode."""
+
+    index: int
+    sample: VQASample
+    image: np.ndarray
+    options: tuple[str, ...]
+    answer_index: int
+    images: list[np.ndarray]
+    frames: list[ImageFrame]
+    messages: list[dict[str, Any]]
+    turn: int = 0
+    num_tool_calls: int = 0
+    num_tool_errors: int = 0
+    alignment_scores: list[float] = field(default_factory=list)
+    crop_boxes: list[ZoomBox] = field(default_factory=list)
+    pending_description: int | None = None
+    well_formed: bool = True
+    done: bool = False
+
+
+class ThinkWithImagesEnv(gym.Env[dict, str]):
+    """A multiple-choice visual question on a large image, answered by zooming in and looking.
+
+    ## Description
+
+    The agent (a multimodal LLM) sees the image downsampled to its input frame plus the question and
+    lettered options. Each turn it writes text: either a zoom tool call, which crops the ORIGINAL
+    full-resolution image and returns the crop as a new image, or an answer, which ends the episode.
+    With every zoom it states what it expects to see (``label``) or, in ``"post"`` mode, describes the
+    crop it got; an alignment scorer rates that text against the crop (``info["alignment"]``), the
+    signal MAPO couples with the task reward.
+
+    ## Action Space
+
+    :class:`mapo_env.spaces.FreeText`: the model's turn as a ``str``. Grammar (tolerant; see
+    :mod:`mapo_env.actions`)::
+
+        <think>...</think>   (optional)
+        <description>...</description>   (``description_mode="post"``: describe the last crop)
+        <tool_call>{"name": "image_zoom_in_tool",
+                    "arguments": {"label": "red tile", "bbox_2d": [x1, y1, x2, y2], "image_index": 0}}</tool_call>
+        or <answer>B</answer>   (letter or option text)
+
+    ``bbox_2d`` is read in ``coords`` (``"pixel"`` of the image being zoomed as shown,
+    ``"norm1000"``, ``"norm"``, or ``"original"`` pixels) relative to image ``image_index`` (0 = full
+    view, k = k-th crop: nested zoom), mapped to original pixels, clamped, grown to ``min_crop_px``
+    and cropped from the original. Any string is a valid action: malformed turns get a corrective
+    tool message and an ``info["tool_error"]`` code, never an exception.
+
+    ## Observation Space
+
+    ``Dict``:
+
+    ============  ================================================================================
+    key           value
+    ============  ================================================================================
+    ``images``    tuple of RGB ``uint8`` (H, W, 3) arrays: [0] the full view (Qwen-style
+                  smart-resized to at most ``max_pixels``), then every crop so far (at most
+                  ``crop_max_pixels``, at least ``crop_min_pixels``: small crops are magnified)
+    ``messages``  the dialogue so far in the Hugging Face multimodal chat format; the k-th
+                  ``{"type": "image"}`` part is ``images[k]``
+    ============  ================================================================================
+
+    ## Rewards
+
+    Given when the episode ends:
+    ``correct_reward * correct + format_reward * well_formed + tool_bonus * (correct and zoomed)``,
+    where ``well_formed`` means every turn parsed without a tool error (and had a ``<think>`` block
+    when ``require_think``). Each turn with a tool error also adds ``tool_error_penalty`` (default 0).
+    A truncated episode gets only the penalties.
+
+    ## Starting State
+
+    A sample drawn from ``self.np_random`` (or ``options={"index": i}``), its options shuffled by
+    ``self.np_random`` unless ``shuffle_options=False`` (V*'s raw files list the answer first).
+    ``options={"option_order": [...]}`` fixes the permutation.
+
+    ## Episode End
+
+    - Terminated: the agent answers (right or wrong; unmatched answers count as wrong).
+    - Truncated: ``max_turns`` turns without an answer, or a turn longer than ``max_action_chars``.
+
+    ## Info
+
+    ``alignment`` (score of the description made this turn, else None), ``alignment_scores`` (all so
+    far), ``target_iou`` / ``target_coverage`` (latest crop vs the ground-truth target boxes: best IoU,
+    best fraction of a target inside the crop; None without boxes), ``tool_error`` (code or None),
+    ``num_tool_calls``, ``num_tool_errors``, ``correct`` (bool at the end, else None), ``answer`` /
+    ``answer_index`` (parsed answer), ``crop_box`` (latest crop, original pixels), ``turn``,
+    ``sample_id``, ``sample_index``, ``category``, ``reward_terms`` (at the end).
+
+    ## Arguments
+
+    ``dataset`` (a :class:`~mapo_env.data.base.VQADataset`), ``render_mode`` (``"ansi"`` or
+    ``"rgb_array"``), ``coords``, ``description_mode`` (``"label"`` | ``"post"``), ``alignment``
+    (``"annotation"`` | ``"lexical"`` | ``"clip"`` | ``"clip:<model>"`` | a scorer | a callable |
+    None), ``max_turns`` (6), ``max_action_chars`` (8192), ``max_label_words`` (16),
+    ``max_pixels`` / ``min_pixels`` (full view), ``crop_max_pixels`` / ``crop_min_pixels``,
+    ``patch_size`` (28: sides are multiples of it), ``min_crop_px`` (28), ``max_aspect_ratio`` (30),
+    ``shuffle_options`` (True), ``zoom_enabled`` (True; False returns the full view again: the
+    "tool disabled" ablation), ``system_prompt`` (None = default, "" = none), ``require_think``,
+    ``correct_reward`` (1.0), ``format_reward`` (0.1), ``tool_bonus`` (0.1), ``tool_error_penalty`` (0.0).
+    """
+
+    metadata = {"render_modes": ["ansi", "rgb_array"], "render_fps": 1}
+
+    def __init__(
+        self,
+        dataset: VQADataset,
+        *,
+        render_mode: str | None = None,
+        coords: CoordinateFrame = "pixel",
+        description_mode: DescriptionMode = "label",
+        alignment: AlignmentSpec = "annotation",
+        max_turns: int = 6,
+        max_action_chars: int = 8192,
+        max_label_words: int = 16,
+        max_pixels: int = 1280 * 28 * 28,
+        min_pixels: int = 4 * 28 * 28,
+        crop_max_pixels: int | None = None,
+        crop_min_pixels: int = 256 * 28 * 28,
+        patch_size: int = 28,
+        min_crop_px: int = 28,
+        max_aspect_ratio: float = 30.0,
+        shuffle_options: bool = True,
+        zoom_enabled: bool = True,
+        system_prompt: str | None = None,
+        require_think: bool = False,
+        correct_reward: float = 1.0,
+        format_reward: float = 0.1,
+        tool_bonus: float = 0.1,
+        tool_error_penalty: float = 0.0,
+    ) -> None:
+        _check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
+        _check_choice("coords", coords, COORDINATE_FRAMES)
+        _check_choice("description_mode", description_mode, ("label", "post"))
+        for name, value in (
+            ("max_turns", max_turns),
+            ("max_action_chars", max_action_chars),
+            ("patch_size", patch_size),
+        ):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        crop_max_pixels = max_pixels if crop_max_pixels is None else crop_max_pixels
+        if not 0 < min_pixels <= max_pixels or not 0 < crop_min_pixels <= crop_max_pixels:
+            raise ConfigError(
+                f"need 0 < min_pixels <= max_pixels and 0 < crop_min_pixels <= crop_max_pixels, got "
+                f"{min_pixels}, {max_pixels}, {crop_min_pixels}, {crop_max_pixels}"
+            )
+        if len(dataset) == 0:
+            raise ConfigError(f"dataset {getattr(dataset, 'name', dataset)!r} is empty")
+        self.dataset = dataset
+        self.render_mode = render_mode
+        self.coords: CoordinateFrame = coords
+        self.description_mode: DescriptionMode = description_mode
+        self.max_turns = max_turns
+        self.max_action_chars = max_action_chars
+        self.max_label_words = max_label_words
+        self.max_pixels, self.min_pixels = max_pixels, min_pixels
+        self.crop_max_pixels, self.crop_min_pixels = crop_max_pixels, crop_min_pixels
+        self.patch_size = patch_size
+        self.min_crop_px = min_crop_px
+        self.max_aspect_ratio = max_aspect_ratio
+        self.shuffle_options = shuffle_options
+        self.zoom_enabled = zoom_enabled
+        self.require_think = require_think
+        self.correct_reward, self.format_reward = correct_reward, format_reward
+        self.tool_bonus, self.tool_error_penalty = tool_bonus, tool_error_penalty
+        self.system_prompt = (
+            default_system_prompt(coords, description_mode, description_mode == "label")
+            if system_prompt is None
+            else system_prompt
+        )
+        self._alignment_spec = alignment
+        self._scorer: AlignmentScorer | None = None
+        self._episode: _Episode | None = None
+        self._view_cache: tuple[tuple[str, int], np.ndarray] | None = None
+
+        max_side = max(max_pixels, crop_max_pixels) // patch_size + patch_size
+        self.action_space = FreeText(max_length=max_action_chars)
+        self.observation_space = spaces.Dict(
+            {
+                "images": spaces.Sequence(ImageSpace(max_side, max_side), stack=False),
+                "messages": Dialogue(max_messages=2 * max_turns + 2),
+            }
+        )
+
+    # ------------------------------------------------------------------ public API
+    @property
+    def scorer(self) -> AlignmentScorer | None:
+        """The alignment scorer, built on first use (heavy models load lazily)."""
+        if self._scorer is None and self._alignment_spec is not None:
+            from mapo_env.alignment import make_scorer
+
+            self._scorer = make_scorer(self._alignment_spec)
+        return self._scorer
+
+    @property
+    def current_sample(self) -> VQASample:
+        """The sample of the running episode (ground truth included: for oracles and evaluation)."""
+        return self._require_episode().sample
+
+    @property
+    def shown_options(self) -> tuple[str, ...]:
+        """The options in the order the model sees them."""
+        return self._require_episode().options
+
+    @property
+    def shown_answer_index(self) -> int:
+        """Index of the correct option in :attr:`shown_options`."""
+        return self._require_episode().answer_index
+
+    @property
+    def image_frames(self) -> tuple[ImageFrame, ...]:
+        """Frame of each image of the observation (where it comes from in the original)."""
+        return tuple(self._require_episode().frames)
+
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
+        """Start an episode on a random sample, or ``options["index"]`` (see Starting State)."""
+        super().reset(seed=seed)
+        options = options or {}
+        index = options.get("index")
+        if index is None:
+            index = int(self.np_random.integers(len(self.dataset)))
+        elif not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.dataset):
+            raise ConfigError(f"options['index'] must be an int in [0, {len(self.dataset)}), got {index!r}")
+        sample = self.dataset[int(index)]
+        order = self._option_order(sample, options.get("option_order"))
+        image = sample.load_image()
+        view = self._full_view(sample, image)
+        height, width = image.shape[:2]
+        messages: list[dict[str, Any]] = []
+        if self.system_prompt:
+            messages.append({"role": "system", "content": [text_part(self.system_prompt)]})
+        shown = tuple(sample.options[i] for i in order)
+        messages.append({"role": "user", "content": [image_part(), text_part(question_text(sample.question, shown))]})
+        self._episode = _Episode(
+            index=int(index),
+            sample=sample,
+            image=image,
+            options=shown,
+            answer_index=order.index(sample.answer_index),
+            images=[view],
+            frames=[ImageFrame((0.0, 0.0, float(width), float(height)), (view.shape[1], view.shape[0]))],
+            messages=messages,
+        )
+        return self._observation(), self._info()
+
+    def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
+        """Carry out one model turn; see the class docstring for the contract."""
+        ep = self._begin_turn(action)
+        if len(action) > self.max_action_chars:
+            message = f"Error: your turn has {len(action)} characters; the limit is {self.max_action_chars}."
+            return self._finish_turn(ep, error=(ToolError.ACTION_TOO_LONG, message), force_truncate=True)
+        parsed = parse_action(action)
+        if self.require_think and not parsed.think:
+            ep.well_formed = False
+        alignment = self._score_pending_description(ep, parsed)
+        if parsed.kind == "answer":
+            return self._finish_turn(ep, alignment=alignment, answer=parsed.answer or "")
+        if parsed.kind == "tool_call" and parsed.tool_call is not None:
+            result = self._zoom(ep, parsed.tool_call)
+            if isinstance(result, tuple):
+                return self._finish_turn(ep, alignment=alignment, error=result)
+            return self._finish_turn(ep, alignment=result if alignment is None else alignment)
+        error = (parsed.error or ToolError.NO_ACTION, parsed.message or "Error: no <tool_call> or <answer> found.")
+        return self._finish_turn(ep, alignment=alignment, error=error)
+
+    def reject_turn(
+        self, action: str, code: ToolError, message: str, *, truncate: bool = False
+    ) -> tuple[dict, float, bool, bool, dict]:
+        """Record ``action`` as a turn that was refused with tool error ``code`` (for wrappers).
+
+        The turn counts, the model gets ``message`` as the tool reply, and with ``truncate`` the
+        episode ends (truncated).
+        """
+        ep = self._begin_turn(action)
+        alignment = self._score_pending_description(ep, parse_action(action[: self.max_action_chars]))
+        return self._finish_turn(ep, alignment=alignment, error=(code, message), force_truncate=truncate)
+
+    def _begin_turn(self, action: Any) -> _Episode:
+        ep = self._require_episode(for_step=True)
+        if not isinstance(action, str):
+            raise InvalidActionType(
+                f"step() expects the model's turn as a str, got {type(action).__name__}. "
+                "Discrete agents: wrap the env with mapo_env.wrappers.DiscreteZoomActions."
+            )
+        ep.turn += 1
+        ep.messages.append({"role": "assistant", "content": [text_part(action[: self.max_action_chars])]})
+        return ep
+
+    def _finish_turn(
+        self,
+        ep: _Episode,
+        *,
+        alignment: float | None = None,
+        error: tuple[ToolError, str] | None = None,
+        answer: str | None = None,
+        force_truncate: bool = False,
+    ) -> tuple[dict, float, bool, bool, dict]:
+        """Apply the turn's outcome: error reply, termination, truncation, reward, info."""
+        reward = 0.0
+        terminated = answer is not None
+        if error is not None:
+            ep.num_tool_errors += 1
+            ep.well_formed = False
+            reward += self.tool_error_penalty
+            if not terminated:
+                turns_left = 0 if force_truncate else self.max_turns - ep.turn
+                ep.messages.append({"role": "user", "content": error_reply(error[1], turns_left)})
+        info_extra: dict[str, Any] = {}
+        if terminated:
+            index = match_answer(answer, ep.options)
+            correct = index == ep.answer_index
+            terms = self._final_reward_terms(ep, correct)
+            reward += sum(terms.values())
+            info_extra = {"answer": answer, "answer_index": index, "correct": correct, "reward_terms": terms}
+        truncated = not terminated and (force_truncate or ep.turn >= self.max_turns)
+        ep.done = terminated or truncated
+        info = self._info(alignment=alignment, tool_error=error[0] if error else None, **info_extra)
+        return self._observation(), float(reward), terminated, truncated, info
+
+    def render(self) -> str | np.ndarray | None:
+        """``"ansi"``: the transcript; ``"rgb_array"``: the full view with every crop box drawn."""
+        if self.render_mode is None:
+            gym.logger.warn(
+                "render() called without a render_mode; create the env with "
+                f'gym.make("{self.spec.id if self.spec else "MAPO-...-v0"}", render_mode="rgb_array") or "ansi".'
+            )
+            return None
+        from mapo_env.render import draw_crop_boxes, transcript
+
+        ep = self._require_episode()
+        if self.render_mode == "ansi":
+            return transcript(ep.messages)
+        return draw_crop_boxes(ep.images[0], ep.frames[0], [b.bbox for b in ep.crop_boxes])
+
+    # ------------------------------------------------------------------ turn handlers
+    def _zoom(self, ep: _Episode, call: ZoomCall) -> float | None | tuple[ToolError, str]:
+        """Crop and reply; returns the label's alignment (label mode), None, or (error, message)."""
+        if not 0 <= call.image_index < len(ep.images):
+            return ToolError.BAD_IMAGE_INDEX, (
+                f"Error: image_index {call.image_index} does not exist; use 0 (full image) to {len(ep.images) - 1}."
+            )
+        label = (call.label or "").strip()
+        if self.description_mode == "label":
+            if not label:
+                return ToolError.MISSING_LABEL, 'Error: the zoom call needs a "label" saying what you expect to see.'
+            if len(label.split()) > self.max_label_words:
+                return ToolError.LABEL_TOO_LONG, f"Error: the label must be at most {self.max_label_words} words."
+        box = resolve_zoom_box(
+            call.bbox,
+            ep.frames[call.image_index],
+            self.coords,
+            (ep.image.shape[1], ep.image.shape[0]),
+            self.min_crop_px,
+            self.max_aspect_ratio,
+        )
+        if not isinstance(box, ZoomBox):
+            return box
+        crop = self._crop(ep, box)
+        ep.images.append(crop)
+        ep.frames.append(ImageFrame(box.bbox, (crop.shape[1], crop.shape[0])))
+        ep.crop_boxes.append(box)
+        ep.num_tool_calls += 1
+        ep.messages.append({"role": "user", "content": crop_reply(self.max_turns - ep.turn, len(ep.images) - 1)})
+        if self.description_mode == "post":
+            ep.pending_description = len(ep.images) - 1
+            return None
+        return self._score(ep, label, len(ep.images) - 1)
+
+    def _crop(self, ep: _Episode, box: ZoomBox) -> np.ndarray:
+        h, w = smart_resize(box.height, box.width, self.patch_size, self.crop_min_pixels, self.crop_max_pixels)
+        if not self.zoom_enabled:  # ablation: the tool answers with the full view again
+            return cv2.resize(ep.images[0], (w, h), interpolation=cv2.INTER_AREA)
+        return crop_resize(ep.image, box, (w, h))
+
+    def _score_pending_description(self, ep: _Episode, parsed: ParsedAction) -> float | None:
+        """Post mode: score this turn's ``<description>`` against the crop it follows."""
+        if ep.pending_description is None:
+            return None
+        image_index, ep.pending_description = ep.pending_description, None
+        return self._score(ep, (parsed.description or "").strip(), image_index)
+
+    def objects_in(self, image_index: int) -> tuple[tuple[ObjectAnnotation, float], ...]:
+        """Annotated objects overlapping image ``image_index``, with the visible fraction of each, most first."""
+        ep = self._require_episode()
+        region = ep.frames[image_index].region
+        visible = ((obj, box_coverage(obj.bbox, region)) for obj in ep.sample.objects)
+        return tuple(sorted(((o, v) for o, v in visible if v > 0), key=lambda ov: -ov[1]))
+
+    def _score(self, ep: _Episode, text: str, image_index: int) -> float | None:
+        if self.scorer is None:
+            return None
+        box = ep.frames[image_index].region
+        request = AlignmentRequest(text, ep.images[image_index], box, self.objects_in(image_index), ep.sample.question)
+        score = float(self.scorer.score_batch([request])[0]) if text else 0.0
+        ep.alignment_scores.append(score)
+        return score
+
+    def _final_reward_terms(self, ep: _Episode, correct: bool) -> dict[str, float]:
+        return {
+            "correct": self.correct_reward * float(correct),
+            "format": self.format_reward * float(ep.well_formed),
+            "tool_bonus": self.tool_bonus * float(correct and ep.num_tool_calls > 0),
+        }
+
+    # ------------------------------------------------------------------ helpers
+    def _require_episode(self, for_step: bool = False) -> _Episode:
+        if self._episode is None:
+            raise ResetNeeded("call env.reset() before step() or render()")
+        if for_step and self._episode.done:
+            raise ResetNeeded("the episode has ended (terminated or truncated); call env.reset() to start another")
+        return self._episode
+
+    def _option_order(self, sample: VQASample, forced: Any) -> list[int]:
+        n = len(sample.options)
+        if forced is not None:
+            order = [int(i) for i in forced]
+            if sorted(order) != list(range(n)):
+                raise ConfigError(f"options['option_order'] must be a permutation of range({n}), got {forced!r}")
+            return order
+        if not self.shuffle_options:
+            return list(range(n))
+        return [int(i) for i in self.np_random.permutation(n)]
+
+    def _full_view(self, sample: VQASample, image: np.ndarray) -> np.ndarray:
+        """The downsampled full view, cached for the last sample (G resets on one question)."""
+        key = (sample.sample_id, id(image))
+        if self._view_cache is not None and self._view_cache[0] == key:
+            return self._view_cache[1]
+        height, width = image.shape[:2]
+        h, w = smart_resize(height, width, self.patch_size, self.min_pixels, self.max_pixels)
+        if (h, w) == (height, width):
+            view = image
+        else:
+            shrinking = h * w < height * width
+            view = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        self._view_cache = (key, view)
+        return view
+
+    def _observation(self) -> dict[str, Any]:
+        ep = self._require_episode()
+        return {"images": tuple(img.copy() for img in ep.images), "messages": copy.deepcopy(ep.messages)}
+
+    def _info(
+        self,
+        *,
+        alignment: float | None = None,
+        tool_error: ToolError | None = None,
+        correct: bool | None = None,
+        answer: str | None = None,
+        answer_index: int | None = None,
+        reward_terms: dict[str, float] | None = None,
+    ) -> dict[str, Any]:
+        ep = self._require_episode()
+        target_iou = target_coverage = None
+        if ep.crop_boxes and ep.sample.targets:
+            crop = ep.crop_boxes[-1].bbox
+            target_iou = max(box_iou(t.bbox, crop) for t in ep.sample.targets)
+            target_coverage = max(box_coverage(t.bbox, crop) for t in ep.sample.targets)
+        return {
+            "alignment": alignment,
+            "alignment_scores": list(ep.alignment_scores),
+            "target_iou": target_iou,
+            "target_coverage": target_coverage,
+            "tool_error": tool_error.value if tool_error is not None else None,
+            "num_tool_calls": ep.num_tool_calls,
+            "num_tool_errors": ep.num_tool_errors,
+            "correct": correct,
+            "answer": answer,
+            "answer_index": answer_index,
+            "crop_box": ep.crop_boxes[-1].bbox if ep.crop_boxes else None,
+            "turn": ep.turn,
+            "sample_id": ep.sample.sample_id,
+            "sample_index": ep.index,
+            "category": ep.sample.category,
+            "options": list(ep.options),
+            "option_letters": list(option_letters(len(ep.options))),
+            "reward_terms": dict(reward_terms) if reward_terms else None,
+        }
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")

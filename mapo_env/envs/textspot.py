@@ -1,0 +1,71 @@
+"""``MAPO-TextSpot-v0``: read small text in a large image (MME-RealWorld style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from mapo_env.core import ThinkWithImagesEnv
+from mapo_env.envs.common import Split, choose_dataset
+
+
+class TextSpotEnv(ThinkWithImagesEnv):
+    """Text spotting: what is written on a small sign, plate or label somewhere in a large image.
+
+    ## Description
+
+    MME-RealWorld (Zhang et al., arXiv 2408.13257) is full of questions whose answer is a few words of
+    small text in a high-resolution photo. Procedural scenes place several signs with short words or
+    numbers, too small to read in the downsampled view, and ask "What is written on the blue sign?"
+    with look-alike options. With ``data_dir`` (an MME-RealWorld or MME-RealWorld-Lite JSON file, or
+    its folder; images resolved relative to ``image_root``, default the JSON's folder) the real
+    benchmark is served; it has no boxes (use ``alignment="clip"``; see
+    ``envs_data/mme_realworld/README.md``).
+
+    The loop, spaces, rewards and info are those of :class:`~mapo_env.core.ThinkWithImagesEnv`.
+
+    ## Arguments
+
+    ```python
+    >>> import gymnasium as gym
+    >>> import mapo_env
+    >>> env = gym.make("MAPO-TextSpot-v0")
+    ```
+
+    | argument | default | meaning |
+    |---|---|---|
+    | ``data_dir`` | None | MME-RealWorld(-Lite) JSON or folder; None = procedural scenes |
+    | ``image_root`` | None | real data: folder the JSON's image paths are relative to |
+    | ``split``, ``num_samples``, ``dataset_seed``, ``generator_kwargs`` | | as in ``VStarEnv`` |
+    | everything else | | :class:`~mapo_env.core.ThinkWithImagesEnv` arguments |
+
+    ## Version History
+
+    - v0: initial release.
+    """
+
+    def __init__(
+        self,
+        data_dir: str | Path | None = None,
+        *,
+        image_root: str | Path | None = None,
+        split: Split = "train",
+        num_samples: int = 100_000,
+        dataset_seed: int = 0,
+        generator_kwargs: dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        def load_real(path: Path):
+            from mapo_env.data.mme_realworld import load_mme_realworld
+
+            return load_mme_realworld(path, image_root=image_root)
+
+        def make_generator():
+            from mapo_env.data.procedural import TextSpotSceneGenerator
+
+            return TextSpotSceneGenerator(**(generator_kwargs or {}))
+
+        dataset = choose_dataset(
+            data_dir, load_real, make_generator, split=split, num_samples=num_samples, dataset_seed=dataset_seed
+        )
+        super().__init__(dataset, **kwargs)

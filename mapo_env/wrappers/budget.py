@@ -1,0 +1,55 @@
+"""``ToolBudget``: cap the number of zoom calls per episode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+
+from mapo_env.actions import ToolError, parse_action
+from mapo_env.core import ThinkWithImagesEnv
+from mapo_env.errors import ConfigError
+
+
+class ToolBudget(gym.Wrapper):
+    """Refuse zoom calls beyond ``max_tool_calls`` per episode.
+
+    A refused call is answered like any tool error: the model gets a message saying the budget is
+    spent and that it must answer, ``info["tool_error"] == "tool_budget_exceeded"``, and the turn
+    counts. With ``truncate=True`` the episode is truncated at the first refused call instead.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> import mapo_env
+        >>> env = ToolBudget(gym.make("MAPO-Tiles-v0"), max_tool_calls=1)
+    """
+
+    def __init__(self, env: gym.Env, max_tool_calls: int, truncate: bool = False) -> None:
+        if not isinstance(max_tool_calls, int) or max_tool_calls < 0:
+            raise ConfigError(f"max_tool_calls must be an int >= 0, got {max_tool_calls!r}")
+        if not isinstance(env.unwrapped, ThinkWithImagesEnv):
+            raise ConfigError(f"ToolBudget wraps MAPO environments, got {type(env.unwrapped).__name__}")
+        super().__init__(env)
+        self.max_tool_calls = max_tool_calls
+        self.truncate = truncate
+        self._attempts = 0
+
+    def reset(self, **kwargs: Any) -> tuple[Any, dict[str, Any]]:
+        """Reset the env and the budget."""
+        self._attempts = 0
+        return self.env.reset(**kwargs)
+
+    def step(self, action: str) -> tuple[Any, float, bool, bool, dict[str, Any]]:
+        """Pass the turn through, unless it is a zoom call over budget."""
+        if isinstance(action, str) and len(action) <= self.env.unwrapped.max_action_chars:
+            if parse_action(action).kind == "tool_call":
+                self._attempts += 1
+                if self._attempts > self.max_tool_calls:
+                    return self.env.unwrapped.reject_turn(
+                        action,
+                        ToolError.TOOL_BUDGET_EXCEEDED,
+                        f"Error: no zoom calls left (budget {self.max_tool_calls}); "
+                        "answer with <answer>LETTER</answer>.",
+                        truncate=self.truncate,
+                    )
+        return self.env.step(action)

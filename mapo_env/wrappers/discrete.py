@@ -1,0 +1,140 @@
+"""``DiscreteZoomActions``: the MAPO loop for classic RL agents (Stable-Baselines3 and friends)."""
+
+from __future__ import annotations
+
+import re
+import zlib
+from typing import Any
+
+import cv2
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from mapo_env.actions import format_answer, format_tool_call
+from mapo_env.answers import option_letters
+from mapo_env.core import ThinkWithImagesEnv
+from mapo_env.errors import ConfigError
+
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class DiscreteZoomActions(gym.Wrapper):
+    """Discrete actions and fixed-size observations over any MAPO environment.
+
+    Actions (``Discrete(grid * grid + max_options)``):
+
+    - ``a < grid*grid``: zoom into cell ``a`` of a ``grid x grid`` partition of the full image (row
+      major), labelled ``label``;
+    - ``a = grid*grid + k``: answer option ``k`` (an option the question does not have counts as a
+      wrong answer).
+
+    Observations (``Dict``):
+
+    ============  ========================================  =====================================
+    key           space                                     content
+    ============  ========================================  =====================================
+    ``view``      ``Box(0, 255, (S, S, 3), uint8)``         full view resized to S x S
+    ``crop``      ``Box(0, 255, (S, S, 3), uint8)``         latest crop resized to S x S (zeros before)
+    ``question``  ``Box(0, 1, (D,), float32)``              hashed bag of words of the question
+    ``options``   ``Box(0, 1, (max_options, D), float32)``  hashed bag of words of each option
+    ``progress``  ``Box(0, 1, (2,), float32)``              turn / max_turns, zooms / max_turns
+    ============  ========================================  =====================================
+
+    Rewards, termination and info are the wrapped environment's.
+
+    Example:
+        >>> import gymnasium as gym
+        >>> import mapo_env
+        >>> env = DiscreteZoomActions(gym.make("MAPO-Tiles-v0"), grid=4)
+        >>> obs, info = env.reset(seed=0)
+        >>> obs["view"].shape
+        (64, 64, 3)
+    """
+
+    def __init__(
+        self,
+        env: gym.Env,
+        grid: int = 3,
+        image_size: int = 64,
+        max_options: int = 4,
+        text_features: int = 64,
+        label: str = "the object in question",
+    ) -> None:
+        if not isinstance(env.unwrapped, ThinkWithImagesEnv):
+            raise ConfigError(f"DiscreteZoomActions wraps MAPO environments, got {type(env.unwrapped).__name__}")
+        for name, value in (("grid", grid), ("image_size", image_size), ("max_options", max_options)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        super().__init__(env)
+        self.grid, self.image_size, self.max_options = grid, image_size, max_options
+        self.text_features, self.label = text_features, label
+        image = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+        self.action_space = spaces.Discrete(grid * grid + max_options)
+        self.observation_space = spaces.Dict(
+            {
+                "view": image,
+                "crop": image,
+                "question": spaces.Box(0.0, 1.0, (text_features,), np.float32),
+                "options": spaces.Box(0.0, 1.0, (max_options, text_features), np.float32),
+                "progress": spaces.Box(0.0, 1.0, (2,), np.float32),
+            }
+        )
+
+    @property
+    def _base(self) -> ThinkWithImagesEnv:
+        return self.env.unwrapped  # type: ignore[return-value]
+
+    def reset(self, **kwargs: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Reset the wrapped env; returns the array observation."""
+        obs, info = self.env.reset(**kwargs)
+        return self._convert(obs, info), info
+
+    def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Turn the discrete action into the model text the env expects, and step."""
+        obs, reward, terminated, truncated, info = self.env.step(self.action_text(int(action)))
+        return self._convert(obs, info), reward, terminated, truncated, info
+
+    def action_text(self, action: int) -> str:
+        """The text action that discrete ``action`` stands for."""
+        if not self.action_space.contains(action):
+            raise ConfigError(f"action must be in [0, {self.action_space.n}), got {action!r}")
+        cells = self.grid * self.grid
+        if action >= cells:
+            return format_answer(option_letters(self.max_options)[action - cells])
+        row, col = divmod(action, self.grid)
+        width, height = self._base.current_sample.image_size
+        box = (
+            col * width / self.grid,
+            row * height / self.grid,
+            (col + 1) * width / self.grid,
+            (row + 1) * height / self.grid,
+        )
+        shown = self._base.image_frames[0].from_original(box, self._base.coords)
+        return format_tool_call(tuple(round(v, 2) for v in shown), label=self.label)
+
+    def _convert(self, obs: dict[str, Any], info: dict[str, Any]) -> dict[str, np.ndarray]:
+        size = (self.image_size, self.image_size)
+        images = obs["images"]
+        view = cv2.resize(images[0], size, interpolation=cv2.INTER_AREA)
+        crop = cv2.resize(images[-1], size, interpolation=cv2.INTER_AREA) if len(images) > 1 else np.zeros_like(view)
+        options = np.zeros((self.max_options, self.text_features), np.float32)
+        for k, text in enumerate(self._base.shown_options[: self.max_options]):
+            options[k] = self._hash_words(text)
+        max_turns = self._base.max_turns
+        progress = np.array([info["turn"] / max_turns, min(1.0, info["num_tool_calls"] / max_turns)], np.float32)
+        return {
+            "view": view,
+            "crop": crop,
+            "question": self._hash_words(self._base.current_sample.question),
+            "options": options,
+            "progress": progress,
+        }
+
+    def _hash_words(self, text: str) -> np.ndarray:
+        """Stable hashed bag of words (crc32), normalised to a maximum of 1."""
+        vector = np.zeros(self.text_features, np.float32)
+        for word in _WORD.findall(text.lower()):
+            vector[zlib.crc32(word.encode()) % self.text_features] += 1.0
+        peak = vector.max()
+        return vector / peak if peak > 0 else vector

@@ -16,19 +16,97 @@ The first action tag in the text wins. Argument aliases: ``bbox``/``box``/``bbox
 ``label``/``object``/``target``, ``image_index``/``image_id``/``img_idx``. Tool-name aliases: see
 :data:`ZOOM_TOOL_NAMES`. Geometry (clamping, inverted or empty boxes, aspect ratio) is checked
 later by :mod:`mapo_env.geometry`, which knows the image size; this module checks syntax and types.
+
+Rules where the grammar above is silent (each one is pinned by a test):
+
+- **Tags** are matched case-insensitively and exactly (``<answer>``, ``</Answer>``; no spaces inside
+  the brackets).
+- **Blocks are not actions.** Everything inside ``<think>…</think>`` or ``<description>…</description>``
+  is text, not an action: real models draft ``<answer>…</answer>`` inside their reasoning and then
+  call the tool after ``</think>``; the call is the action. "First action tag wins" counts only tags
+  outside these blocks.
+- **An unclosed block runs to the end of the turn.** ``<think>`` without ``</think>`` swallows the rest,
+  so the turn has no action (``NO_ACTION``, with a message asking to close the block). A ``</think>``
+  with no opening tag before it (chat templates that put ``<think>`` in the prompt) closes a block that
+  starts at the beginning of the turn.
+- ``think`` joins every think block (stripped, newline-separated); ``description`` is the first
+  description block (stripped). Both are ``None`` when absent, ``""`` when present but empty.
+- **Answer**: the text after ``<answer>`` up to ``</answer>``, or, when that is missing, up to the next
+  tag of this grammar or the end of the turn; stripped. Blank gives ``EMPTY_ANSWER``.
+- **Tool call body**: the JSON object starting at the first ``{`` after ``<tool_call>`` (before any
+  ``</tool_call>``), decoded with :meth:`json.JSONDecoder.raw_decode`, so text after the object is
+  ignored. When that fails and the body is at most :data:`LENIENT_MAX_CHARS` long, a bounded fallback
+  closes brackets left open by a truncated turn and accepts Python literals (single quotes,
+  ``True``/``None``, trailing commas). Accepted shapes: ``{"name", "arguments"}`` (``"parameters"`` and
+  ``"args"`` are aliases), ``arguments`` as a JSON *string* holding an object (OpenAI style), and the
+  OpenAI wrapper ``{"type": "function", "function": {...}}``. Argument keys are matched
+  case-insensitively; unknown arguments are ignored.
+- **bbox**: a list of exactly 4 numbers (ints, floats, or numeric strings such as ``"12"``), or a string
+  holding such a JSON list; kept as floats. NaN, infinities, booleans, ``None``, nested lists or a
+  wrong length give ``BAD_BBOX``; a missing bbox also gives ``BAD_BBOX``. Order and bounds are not
+  checked here.
+- **image_index**: an int >= 0, an integral float or a numeric string; absent or ``null`` means 0;
+  anything else gives ``BAD_ARGS``.
+- **label**: a string (stripped; blank means ``None``) or absent/``null``; any other type gives
+  ``BAD_ARGS``. A missing label is not an error here: the environment decides per ``description_mode``.
+- **Messages** quote at most about 80 characters of the offending text and are at most
+  :data:`MAX_MESSAGE_CHARS` long, whatever the size of the turn.
 """
 
 from __future__ import annotations
 
+import ast
+import io
+import json
+import math
+import re
+import reprlib
+import tokenize
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
-from typing import Literal
+from typing import Any, Literal
+
+from mapo_env.errors import ConfigError, InvalidActionType
 
 ZOOM_TOOL_NAME = "image_zoom_in_tool"
 """The tool's canonical name (the verl / DeepEyes zoom tool)."""
 
 ZOOM_TOOL_NAMES = frozenset({ZOOM_TOOL_NAME, "zoom_in", "zoom", "crop", "image_zoom", "zoom_in_tool", "crop_image"})
 """Names accepted for the zoom tool."""
+
+BBOX_KEYS = ("bbox_2d", "bbox", "box")
+"""Argument names accepted for the box, in order of precedence."""
+
+LABEL_KEYS = ("label", "object", "target")
+"""Argument names accepted for the label, in order of precedence."""
+
+IMAGE_INDEX_KEYS = ("image_index", "image_id", "img_idx")
+"""Argument names accepted for the image index, in order of precedence."""
+
+ARGUMENTS_KEYS = ("arguments", "parameters", "args")
+"""Keys of the call object accepted for its arguments, in order of precedence."""
+
+LENIENT_MAX_CHARS = 4096
+"""Longest tool-call body the lenient fallback (bracket repair, Python literals) will look at."""
+
+MAX_MESSAGE_CHARS = 400
+"""Upper bound on the length of an error message."""
+
+_TAG_RE = re.compile(r"<(/?)(think|description|tool_call|answer)>", re.IGNORECASE)
+_CLOSE_RE = {name: re.compile(rf"</{name}>", re.IGNORECASE) for name in ("think", "description", "tool_call")}
+_BLOCKS = ("think", "description")
+_ACTIONS = ("tool_call", "answer")
+_DECODER = json.JSONDecoder()
+_CALL_EXAMPLE = '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"label": "...", "bbox_2d": [x1, y1, x2, y2]}}'
+_ARGS_EXAMPLE = '{"label": "...", "bbox_2d": [x1, y1, x2, y2]}'
+
+_BRIEF = reprlib.Repr()
+_BRIEF.maxstring = 80
+_BRIEF.maxother = 80
+_BRIEF.maxlist = _BRIEF.maxtuple = 6
+_BRIEF.maxdict = 4
+_BRIEF.maxlevel = 3
 
 
 class ToolError(str, Enum):
@@ -103,6 +181,410 @@ class ParsedAction:
     message: str = ""
 
 
+class _Reject(Exception):
+    """Internal: a turn that cannot be carried out; caught once, in :func:`parse_action`."""
+
+    def __init__(self, code: ToolError, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class _Scan:
+    """Internal: the blocks of a turn and its first action tag outside them."""
+
+    think: list[str]
+    description: str | None = None
+    action: re.Match[str] | None = None
+    unclosed: str | None = None
+    tags_in_think: bool = False
+
+
 def parse_action(text: str) -> ParsedAction:
-    """Parse one model turn. Never raises on a ``str``; see the module docstring for the grammar."""
-    raise NotImplementedError  # implemented in the parser change
+    """Parse one model turn. Never raises on a ``str``; see the module docstring for the grammar.
+
+    Args:
+        text: The model's turn, as generated.
+
+    Returns:
+        A :class:`ParsedAction`: ``kind`` is ``"tool_call"`` (with ``tool_call``), ``"answer"`` (with
+        ``answer``) or ``"invalid"`` (with ``error`` and ``message``); ``think`` and ``description``
+        are filled whenever the turn has those blocks.
+
+    Raises:
+        InvalidActionType: ``text`` is not a ``str`` (our misuse, not the model's).
+
+    Example:
+        >>> parse_action('<think>find the cup</think><tool_call>{"name": "image_zoom_in_tool", '
+        ...              '"arguments": {"bbox_2d": [10, 20, 110, 220], "label": "cup"}}').tool_call
+        ZoomCall(bbox=(10.0, 20.0, 110.0, 220.0), label='cup', image_index=0, name='image_zoom_in_tool')
+        >>> parse_action("<answer> B </answer>").answer
+        'B'
+    """
+    if not isinstance(text, str):
+        raise InvalidActionType(
+            f"parse_action expects the model's turn as a str, got {type(text).__name__}; "
+            "decode the generated tokens to text first."
+        )
+    scan = _scan(text)
+    think = "\n".join(scan.think) if scan.think else None
+    blocks: dict[str, Any] = {"think": think, "description": scan.description}
+    try:
+        if scan.action is None:
+            raise _Reject(ToolError.NO_ACTION, _no_action_message(scan))
+        if scan.action.group(2).lower() == "answer":
+            return ParsedAction(kind="answer", answer=_answer_text(text, scan.action), **blocks)
+        return ParsedAction(kind="tool_call", tool_call=_tool_call(text, scan.action), **blocks)
+    except _Reject as reject:
+        return ParsedAction(kind="invalid", error=reject.code, message=reject.message[:MAX_MESSAGE_CHARS], **blocks)
+
+
+def format_tool_call(bbox: Sequence[float], label: str | None = None, image_index: int | None = None) -> str:
+    """Render the canonical zoom call text, the form the prompts teach and the SFT oracle writes.
+
+    ``label`` comes before ``bbox_2d`` (the model names what it looks for, then where), numbers are
+    compact (ints as ints, floats with at most 2 decimals), and ``</`` inside the label is escaped so a
+    stop sequence on ``</tool_call>`` cannot cut the call. :func:`parse_action` reads it back.
+
+    Args:
+        bbox: Four finite numbers ``[x1, y1, x2, y2]``.
+        label: What the box should contain; omitted from the call when ``None``.
+        image_index: Image to zoom into (0 = full view); omitted when ``None``.
+
+    Returns:
+        ``<tool_call>{"name": "image_zoom_in_tool", "arguments": {...}}</tool_call>``.
+
+    Raises:
+        ConfigError: ``bbox`` is not 4 finite numbers, ``label`` is not a str, or ``image_index``
+            is not an int >= 0.
+
+    Example:
+        >>> format_tool_call([10, 20.5, 110.123, 220.0])
+        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"bbox_2d": [10, 20.5, 110.12, 220]}}</tool_call>'
+        >>> '"arguments": {"label": "cup", "bbox_2d": [1, 2, 3, 4]}' in format_tool_call([1, 2, 3, 4], "cup")
+        True
+    """
+    numbers = _checked_format_bbox(bbox)
+    fields = []
+    if label is not None:
+        if not isinstance(label, str):
+            raise ConfigError(f"format_tool_call: label must be a str or None, got {type(label).__name__}.")
+        fields.append(f'"label": {json.dumps(label, ensure_ascii=False)}')
+    fields.append(f'"bbox_2d": [{", ".join(_format_number(x) for x in numbers)}]')
+    if image_index is not None:
+        if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
+            raise ConfigError(f"format_tool_call: image_index must be an int >= 0 or None, got {image_index!r}.")
+        fields.append(f'"image_index": {image_index}')
+    body = f'{{"name": "{ZOOM_TOOL_NAME}", "arguments": {{{", ".join(fields)}}}}}'.replace("</", "<\\/")
+    return f"<tool_call>{body}</tool_call>"
+
+
+def format_answer(letter: str) -> str:
+    """Render ``<answer>letter</answer>``; :func:`parse_action` reads back ``letter.strip()``.
+
+    Args:
+        letter: The option letter (or option text) to answer with.
+
+    Raises:
+        ConfigError: ``letter`` is not a str, is blank, or contains a tag of the grammar.
+
+    Example:
+        >>> format_answer("B")
+        '<answer>B</answer>'
+    """
+    if not isinstance(letter, str) or not letter.strip() or _TAG_RE.search(letter):
+        raise ConfigError(
+            f"format_answer expects a non-blank str without <answer>/<tool_call>/<think> tags, got {letter!r:.80}."
+        )
+    return f"<answer>{letter.strip()}</answer>"
+
+
+# ----------------------------------------------------------------------------------------------
+# Turn structure: blocks and the first action tag
+
+
+def _scan(text: str) -> _Scan:
+    """Walk the tags once (linear time): collect blocks, stop at the first action tag outside them."""
+    scan = _Scan(think=[])
+    pos, first_tag = 0, True
+    while (match := _TAG_RE.search(text, pos)) is not None:
+        closing, name = match.group(1) == "/", match.group(2).lower()
+        if not closing and name in _ACTIONS:
+            scan.action = match
+            return scan
+        if closing and name == "think" and first_tag:  # "</think>" first: the block began with the turn
+            _add_block(scan, "think", text[: match.start()])
+        elif not closing:  # name is a block: skip to its closing tag
+            end = _CLOSE_RE[name].search(text, match.end())
+            if end is None:
+                _add_block(scan, name, text[match.end() :])
+                scan.unclosed = name
+                return scan
+            _add_block(scan, name, text[match.end() : end.start()])
+            match = end
+        first_tag = False  # stray closing tags are ignored
+        pos = match.end()
+    return scan
+
+
+def _add_block(scan: _Scan, name: str, content: str) -> None:
+    if name == "think":
+        scan.think.append(content.strip())
+        scan.tags_in_think = scan.tags_in_think or _has_action_tag(content)
+    elif scan.description is None:
+        scan.description = content.strip()
+
+
+def _has_action_tag(content: str) -> bool:
+    return any(m.group(2).lower() in _ACTIONS for m in _TAG_RE.finditer(content) if not m.group(1))
+
+
+def _no_action_message(scan: _Scan) -> str:
+    if scan.unclosed is not None:
+        return (
+            f"Error: your <{scan.unclosed}> block is never closed, so the turn has no action; "
+            f"end it with </{scan.unclosed}>, then write a <tool_call> or an <answer>."
+        )
+    inside = " (a <tool_call> or <answer> inside <think> does not count; write it after </think>)"
+    return (
+        f"Error: no action found{inside if scan.tags_in_think else ''}. Zoom with "
+        f"{_CALL_EXAMPLE}</tool_call> or answer with <answer>LETTER</answer>."
+    )
+
+
+def _answer_text(text: str, tag: re.Match[str]) -> str:
+    """The stripped answer: up to ``</answer>``, else up to the next grammar tag or the end."""
+    nxt = _TAG_RE.search(text, tag.end())
+    answer = text[tag.end() : nxt.start() if nxt is not None else len(text)].strip()
+    if not answer:
+        raise _Reject(
+            ToolError.EMPTY_ANSWER,
+            "Error: your <answer></answer> is empty; put the option letter inside, e.g. <answer>B</answer>.",
+        )
+    return answer
+
+
+# ----------------------------------------------------------------------------------------------
+# Tool call: body -> object -> ZoomCall
+
+
+def _tool_call(text: str, tag: re.Match[str]) -> ZoomCall:
+    close = _CLOSE_RE["tool_call"].search(text, tag.end())
+    region_end = close.start() if close is not None else len(text)
+    brace = text.find("{", tag.end(), region_end)
+    if brace < 0:
+        raise _Reject(
+            ToolError.BAD_JSON,
+            f"Error: no JSON object after <tool_call>; got {_brief(text[tag.end() : region_end].strip())}. "
+            f"Write {_CALL_EXAMPLE}</tool_call>.",
+        )
+    call = _decode_object(text, brace, region_end, what="the <tool_call> body")
+    return _zoom_call(call)
+
+
+def _decode_object(text: str, start: int, end: int, what: str) -> dict[Any, Any]:
+    """Decode the object at ``text[start]`` (a ``{``); strict JSON first, then the bounded fallback."""
+    try:
+        value, _ = _DECODER.raw_decode(text, start)
+    except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
+        value = _lenient_object(text[start:end]) if end - start <= LENIENT_MAX_CHARS else None
+        if value is None:
+            reason = (
+                f" (JSON error at char {err.pos - start}: {err.msg})" if isinstance(err, json.JSONDecodeError) else ""
+            )
+            raise _Reject(
+                ToolError.BAD_JSON,
+                f"Error: {what} must be a JSON object{reason}; got {_brief(text[start:end])}. "
+                f"Write {_CALL_EXAMPLE}</tool_call>.",
+            ) from None
+    if not isinstance(value, dict):
+        raise _Reject(ToolError.BAD_JSON, f"Error: {what} must be a JSON object; got {_brief(value)}.")
+    return value
+
+
+def _lenient_object(body: str) -> Any:
+    """Best effort for a short body: close brackets a truncated turn left open, accept Python literals."""
+    candidate = _balanced_prefix(body)
+    if candidate is None or _joins_strings(candidate):
+        return None
+    for attempt in (candidate, _python_literals(candidate)):
+        for decode in (json.loads, ast.literal_eval):  # literal_eval only builds constants: safe on model text
+            try:
+                return decode(attempt)
+            except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+                continue
+    return None
+
+
+def _balanced_prefix(body: str) -> str | None:
+    """``body`` up to the bracket closing its first one, or with the missing closers appended.
+
+    Returns ``None`` for mismatched brackets or a string left open.
+    """
+    closers: list[str] = []
+    quote, escaped = "", False
+    for i, ch in enumerate(body):
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = ""
+        elif ch in "\"'":
+            quote = ch
+        elif ch in "{[":
+            closers.append("}" if ch == "{" else "]")
+        elif ch in "}]":
+            if not closers or closers.pop() != ch:
+                return None
+            if not closers:
+                return body[: i + 1]
+    return None if quote else body.rstrip().rstrip(",") + "".join(reversed(closers))
+
+
+def _joins_strings(source: str) -> bool:
+    """True when Python would silently join two adjacent string literals (``"a" "b"``), or cannot tokenize."""
+    skip = {tokenize.NL, tokenize.NEWLINE, tokenize.COMMENT, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER}
+    try:
+        kinds = [t.type for t in tokenize.generate_tokens(io.StringIO(source).readline) if t.type not in skip]
+    except (tokenize.TokenError, SyntaxError, ValueError):
+        return True
+    return any(a == b == tokenize.STRING for a, b in zip(kinds, kinds[1:]))
+
+
+def _python_literals(body: str) -> str:
+    return re.sub(r"\b(true|false|null)\b", lambda m: {"true": "True", "false": "False"}.get(m[1], "None"), body)
+
+
+def _zoom_call(call: dict[Any, Any]) -> ZoomCall:
+    function = call.get("function")
+    if "name" not in call and isinstance(function, dict):  # OpenAI: {"type": "function", "function": {...}}
+        call = function
+    name = _tool_name(call.get("name"))
+    args = _arguments(call)
+    return ZoomCall(
+        bbox=_bbox(_first(args, BBOX_KEYS)),
+        label=_label(_first(args, LABEL_KEYS)),
+        image_index=_image_index(_first(args, IMAGE_INDEX_KEYS)),
+        name=name,
+    )
+
+
+def _tool_name(name: Any) -> str:
+    if isinstance(name, str) and re.sub(r"[\s-]+", "_", name.strip().lower()) in ZOOM_TOOL_NAMES:
+        return name.strip()
+    got = "no name" if name is None else _brief(name)
+    raise _Reject(ToolError.UNKNOWN_TOOL, f'Error: unknown tool ({got}); the only tool is "name": "{ZOOM_TOOL_NAME}".')
+
+
+def _arguments(call: dict[Any, Any]) -> dict[str, Any]:
+    key = next((k for k in ARGUMENTS_KEYS if k in call), None)
+    args = call.get(key) if key is not None else None
+    if isinstance(args, str) and "{" in args:  # OpenAI style: the arguments object encoded as a string
+        args = _decode_object(args, args.index("{"), len(args), what='"arguments"')
+    if not isinstance(args, dict):
+        got = "nothing" if key is None else _brief(args)
+        raise _Reject(ToolError.BAD_ARGS, f'Error: "arguments" must be an object like {_ARGS_EXAMPLE}; got {got}.')
+    return {str(k).strip().lower(): v for k, v in args.items()}
+
+
+def _first(args: dict[str, Any], keys: tuple[str, ...]) -> Any:
+    return next((args[k] for k in keys if k in args), None)
+
+
+def _bbox(value: Any) -> tuple[float, float, float, float]:
+    raw = value
+    if isinstance(value, str) and len(value) <= 256:  # "[1, 2, 3, 4]" as a string
+        try:
+            value = json.loads(value)
+        except ValueError:
+            pass
+    numbers = [_finite_float(v) for v in value] if isinstance(value, (list, tuple)) and len(value) == 4 else []
+    if len(numbers) != 4 or any(x is None for x in numbers):
+        got = "nothing" if raw is None else _brief(raw)
+        raise _Reject(ToolError.BAD_BBOX, f"Error: bbox_2d must be 4 finite numbers [x1, y1, x2, y2]; got {got}.")
+    x1, y1, x2, y2 = numbers
+    return (x1, y1, x2, y2)
+
+
+def _finite_float(value: Any) -> float | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        value = value.strip() if len(value) <= 64 else ""
+    try:
+        number = float(value)
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _label(value: Any) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise _Reject(
+            ToolError.BAD_ARGS, f"Error: label must be a string naming what the box shows; got {_brief(value)}."
+        )
+    return value.strip() or None
+
+
+def _image_index(value: Any) -> int:
+    if value is None:
+        return 0
+    index: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        index = value
+    elif isinstance(value, float) and value.is_integer():
+        index = int(value)
+    elif isinstance(value, str) and len(value) <= 20:
+        index = _int_or_none(value.strip())
+    if index is None or index < 0:
+        raise _Reject(
+            ToolError.BAD_ARGS,
+            f"Error: image_index must be an integer >= 0 (0 = the full image, k = your k-th crop); "
+            f"got {_brief(value)}.",
+        )
+    return index
+
+
+def _int_or_none(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        number = _finite_float(text)
+        return int(number) if number is not None and number.is_integer() else None
+
+
+# ----------------------------------------------------------------------------------------------
+# Small helpers
+
+
+def _brief(value: Any) -> str:
+    """A short, escaped rendering of a model-supplied value for an error message."""
+    try:
+        return _BRIEF.repr(value)
+    except (ValueError, RecursionError):  # e.g. an int beyond the str-conversion digit limit
+        return f"<{type(value).__name__}>"
+
+
+def _checked_format_bbox(bbox: Any) -> list[float]:
+    """Our own bbox (list, tuple, array of 4 numbers) as floats; raise :class:`ConfigError` otherwise."""
+    try:
+        values = [] if isinstance(bbox, (str, bytes)) else list(bbox)
+    except TypeError:
+        values = []
+    numbers = [None if isinstance(v, (str, bytes)) else _finite_float(v) for v in values]
+    if len(numbers) != 4 or any(x is None for x in numbers):
+        raise ConfigError(f"format_tool_call: bbox must be 4 finite numbers [x1, y1, x2, y2], got {_brief(bbox)}.")
+    return [x for x in numbers if x is not None]
+
+
+def _format_number(x: float) -> str:
+    """Ints as ints, other floats rounded to at most 2 decimals without trailing zeros."""
+    rounded = round(x, 2)
+    if rounded.is_integer():
+        return str(int(rounded))
+    return f"{rounded:.2f}".rstrip("0")

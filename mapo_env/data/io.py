@@ -32,6 +32,8 @@ Decisions:
   takes 12.2 ms against 14.8 ms for Pillow (5759x1440: 27.6 ms against 34.9 ms), with pixel-identical
   output. Anything else (PNG, WebP, CMYK JPEG, a JPEG without its end marker) is decoded by Pillow,
   which reports truncation as an error instead of returning a partly grey image.
+- **Formats.** Only :data:`ALLOWED_FORMATS` are opened (JPEG, PNG, WebP, BMP, TIFF, GIF, PPM); in
+  particular Pillow's EPS plugin, which shells out to Ghostscript, is never reached.
 - **Pixel limit.** :data:`DEFAULT_MAX_IMAGE_PIXELS` is 64 MP, which admits HR-Bench 8K
   (7680 x 4320 = 33.2 MP) with room to spare and refuses anything that would take more than
   192 MiB as RGB. Pillow's own guard (``PIL.Image.MAX_IMAGE_PIXELS``, 89.5 MP: a warning, then an error
@@ -52,6 +54,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -69,6 +72,10 @@ CACHE_ENV_VAR = "MAPO_IMAGE_CACHE_MB"
 
 DEFAULT_CACHE_MB = 1024
 """Default cache capacity when :data:`CACHE_ENV_VAR` is unset (1 GiB, about 8 HR-Bench 8K images)."""
+
+ALLOWED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF", "PPM")
+"""Pillow formats we decode. Others are refused as unrecognised: notably EPS/PS, whose Pillow plugin
+runs Ghostscript on load, so a PostScript file named ``x.jpg`` must never reach it."""
 
 _JPEG_EOI = b"\xff\xd9"
 _PIL_ERRORS = (OSError, SyntaxError, ValueError, TypeError, EOFError, IndexError, KeyError, struct.error, zlib.error)
@@ -133,10 +140,10 @@ def _check_pixels(size: tuple[int, int], max_image_pixels: int, source: str | Pa
         )
 
 
-def _open_header(stream: io.IOBase | str | Path, max_image_pixels: int, source: str | Path) -> Image.Image:
+def _open_header(stream: BinaryIO, max_image_pixels: int, source: str | Path) -> Image.Image:
     """``Image.open`` (header only) with Pillow's errors mapped to ours; the caller closes the image."""
     try:
-        image = Image.open(stream)
+        image = Image.open(stream, formats=ALLOWED_FORMATS)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(
             f"Pillow refused the image as a decompression bomb ({exc}); it is far above max_image_pixels="
@@ -144,7 +151,10 @@ def _open_header(stream: io.IOBase | str | Path, max_image_pixels: int, source: 
             path=source,
         ) from exc
     except UnidentifiedImageError as exc:
-        raise CorruptSampleError("not a recognised image format (cannot read its header)", path=source) from exc
+        raise CorruptSampleError(
+            f"not a recognised image format (cannot read its header; accepted: {', '.join(ALLOWED_FORMATS)})",
+            path=source,
+        ) from exc
     except _PIL_ERRORS as exc:
         raise CorruptSampleError(f"cannot read the image header: {exc}", path=source) from exc
     try:
@@ -232,10 +242,12 @@ def _cv2_jpeg(data: bytes, size: tuple[int, int]) -> np.ndarray | None:
     """Fast JPEG path; ``None`` when OpenCV cannot decode it (the caller falls back to Pillow)."""
     import cv2  # imported here: a cheap import, but only the JPEG path needs it
 
-    array = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | cv2.IMREAD_IGNORE_ORIENTATION)
+    rgb_flag = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10; older: decode BGR and swap
+    flags = (rgb_flag if rgb_flag is not None else cv2.IMREAD_COLOR) | cv2.IMREAD_IGNORE_ORIENTATION
+    array = cv2.imdecode(np.frombuffer(data, np.uint8), flags)
     if array is None or array.ndim != 3 or (array.shape[1], array.shape[0]) != size:
         return None
-    return array
+    return array if rgb_flag is not None else cv2.cvtColor(array, cv2.COLOR_BGR2RGB)
 
 
 def _finish(array: np.ndarray) -> np.ndarray:
@@ -251,7 +263,7 @@ def decode_image_bytes(
     The header is read first and the size checked before any pixel is decoded.
 
     Args:
-        data: The encoded image (JPEG, PNG, WebP, BMP, TIFF, ... anything Pillow reads).
+        data: The encoded image, in one of :data:`ALLOWED_FORMATS`.
         source: What to name in error messages (a path, ``"file.tsv:row 3"``).
         max_image_pixels: Refuse images whose declared ``width * height`` exceeds this.
 
@@ -264,7 +276,11 @@ def decode_image_bytes(
     """
     source = os.fspath(source)
     with _open_header(io.BytesIO(data), max_image_pixels, source) as image:
-        if image.format == "JPEG" and image.mode in ("RGB", "L") and data.rstrip(b"\x00\r\n ").endswith(_JPEG_EOI):
+        if (
+            image.format == "JPEG"
+            and image.mode in ("RGB", "L")
+            and data[-64:].rstrip(b"\x00\r\n ").endswith(_JPEG_EOI)
+        ):
             array = _cv2_jpeg(data, image.size)
             if array is not None:
                 return _finish(array)

@@ -29,10 +29,10 @@ def png_b64(pixels: np.ndarray) -> str:
     return base64.b64encode(buffer.getvalue()).decode("ascii")
 
 
-def write_tsv(path: Path, rows: list[list[str]], header: list[str] = HEADER) -> Path:
+def write_tsv(path: Path, rows: list[list[str]], header: list[str] = HEADER, newline: str = "\n") -> Path:
     """Write as ``pandas.DataFrame.to_csv(sep="\\t")`` does: minimal quoting with doubled quotes."""
     with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
+        writer = csv.writer(handle, delimiter="\t", lineterminator=newline)
         writer.writerow(header)
         writer.writerows(rows)
     return path
@@ -57,9 +57,9 @@ def good_rows() -> list[list[str]]:
     ]
 
 
-@pytest.fixture
-def tsv(tmp_path) -> Path:
-    return write_tsv(tmp_path / "hr_bench_4k.tsv", good_rows())
+@pytest.fixture(params=["\n", "\r\n"], ids=["lf", "crlf"])
+def tsv(tmp_path, request) -> Path:
+    return write_tsv(tmp_path / "hr_bench_4k.tsv", good_rows(), newline=request.param)
 
 
 def test_parses_rows(tsv):
@@ -93,6 +93,7 @@ def test_images_are_read_back_from_the_file(tsv):
     dataset = load_hrbench(tsv, cache=ImageCache(0))
     tsv.write_bytes(tsv.read_bytes().replace(b"STOP", b"ST0P"))  # same length, same offsets
     np.testing.assert_array_equal(dataset[0].load_image(), noise(30, 20, seed=0))
+    np.testing.assert_array_equal(dataset[1].load_image(), noise(16, 12, seed=1))  # the row after a quoted one
 
 
 def test_large_base64_cells_and_late_headers(tmp_path):

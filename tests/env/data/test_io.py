@@ -196,6 +196,15 @@ def test_non_image_bytes_are_corrupt(tmp_path):
             fn(path)
 
 
+def test_postscript_is_never_opened(tmp_path):
+    eps = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\nshowpage\n"
+    assert Image.open(io.BytesIO(eps)).format == "EPS"  # Pillow alone would hand it to Ghostscript on load
+    path = tmp_path / "evil.jpg"
+    path.write_bytes(eps)
+    with pytest.raises(CorruptSampleError, match="not a recognised image format"):
+        dio.read_image(path)
+
+
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
 def test_truncated_image_is_corrupt(tmp_path, fmt):
     data = encode(Image.fromarray(noise(120, 90)), fmt)

@@ -105,8 +105,8 @@ def test_default_scenes_are_vstar_sized_with_tiny_targets():
             fractions.append((t.bbox[2] - t.bbox[0]) * (t.bbox[3] - t.bbox[1]) / (2246 * 1582))
         assert sample.answer_index == 0  # V*'s raw order; the environment shuffles
     assert categories <= {"direct_attributes", "relative_position"}
-    assert max(fractions) < 0.005 and min(fractions) > 2e-5
-    assert 1e-4 < float(np.median(fractions)) < 0.003
+    assert max(fractions) < 0.01 and min(fractions) > 2e-5
+    assert 2e-4 < float(np.median(fractions)) < 0.005
 
 
 def test_metadata_records_the_generator_and_its_knobs():

@@ -240,17 +240,21 @@ def parse_action(text: str) -> ParsedAction:
         return ParsedAction(kind="invalid", error=reject.code, message=reject.message[:MAX_MESSAGE_CHARS], **blocks)
 
 
-def format_tool_call(bbox: Sequence[float], label: str | None = None, image_index: int | None = None) -> str:
+def format_tool_call(
+    bbox: Sequence[float], label: str | None = None, image_index: int | None = None, decimals: int = 2
+) -> str:
     """Render the canonical zoom call text, the form the prompts teach and the SFT oracle writes.
 
     ``label`` comes before ``bbox_2d`` (the model names what it looks for, then where), numbers are
-    compact (ints as ints, floats with at most 2 decimals), and ``</`` inside the label is escaped so a
+    compact (ints as ints, floats with at most ``decimals`` decimals), and ``</`` inside the label is escaped so a
     stop sequence on ``</tool_call>`` cannot cut the call. :func:`parse_action` reads it back.
 
     Args:
         bbox: Four finite numbers ``[x1, y1, x2, y2]``.
         label: What the box should contain; omitted from the call when ``None``.
         image_index: Image to zoom into (0 = full view); omitted when ``None``.
+        decimals: Decimals kept for non-integer coordinates (2 suits pixels and 0..1000; use 5 or more
+            for 0..1 coordinates).
 
     Returns:
         ``<tool_call>{"name": "image_zoom_in_tool", "arguments": {...}}</tool_call>``.
@@ -271,7 +275,7 @@ def format_tool_call(bbox: Sequence[float], label: str | None = None, image_inde
         if not isinstance(label, str):
             raise ConfigError(f"format_tool_call: label must be a str or None, got {type(label).__name__}.")
         fields.append(f'"label": {json.dumps(label, ensure_ascii=False)}')
-    fields.append(f'"bbox_2d": [{", ".join(_format_number(x) for x in numbers)}]')
+    fields.append(f'"bbox_2d": [{", ".join(_format_number(x, decimals) for x in numbers)}]')
     if image_index is not None:
         if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
             raise ConfigError(f"format_tool_call: image_index must be an int >= 0 or None, got {image_index!r}.")
@@ -582,9 +586,9 @@ def _checked_format_bbox(bbox: Any) -> list[float]:
     return [x for x in numbers if x is not None]
 
 
-def _format_number(x: float) -> str:
-    """Ints as ints, other floats rounded to at most 2 decimals without trailing zeros."""
-    rounded = round(x, 2)
+def _format_number(x: float, decimals: int = 2) -> str:
+    """Ints as ints, other floats rounded to at most ``decimals`` decimals without trailing zeros."""
+    rounded = round(x, decimals)
     if rounded.is_integer():
         return str(int(rounded))
-    return f"{rounded:.2f}".rstrip("0")
+    return f"{rounded:.{decimals}f}".rstrip("0")

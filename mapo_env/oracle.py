@@ -80,7 +80,8 @@ class Oracle:
             if self.think:
                 text += f"<think>I need a closer look at the {target.name}.</think>"
             label = target.caption() if self.label_with_attributes else target.name
-            return text + format_tool_call(self.zoom_box(target), label=label)
+            decimals = 6 if self._base.coords == "norm" else 2
+            return text + format_tool_call(self.zoom_box(target), label=label, decimals=decimals)
         letter = option_letters(len(env.shown_options))[env.shown_answer_index]
         if self.think:
             text += f"<think>The answer is {env.shown_options[env.shown_answer_index]}</think>"
@@ -93,8 +94,7 @@ class Oracle:
         x1, y1, x2, y2 = target.bbox
         dx, dy = (x2 - x1) * self.pad, (y2 - y1) * self.pad
         box: BBox = (max(0.0, x1 - dx), max(0.0, y1 - dy), min(float(width), x2 + dx), min(float(height), y2 + dy))
-        shown = env.image_frames[0].from_original(box, env.coords)
-        return tuple(round(v, 2) for v in shown)  # type: ignore[return-value]
+        return env.image_frames[0].from_original(box, env.coords)
 
 
 def _last_reply_was_crop(observation: dict[str, Any]) -> bool:

@@ -23,12 +23,18 @@ def choose_dataset(
     split: Split,
     num_samples: int,
     dataset_seed: int,
+    cache_size: int = 8,
 ) -> VQADataset:
-    """The real benchmark under ``data_dir`` if given, else the procedural stand-in for ``split``."""
+    """The real benchmark under ``data_dir`` if given, else the procedural stand-in for ``split``.
+
+    ``cache_size`` bounds the procedural scenes kept in memory (an 8K scene is 100 MB).
+    """
     if data_dir is not None:
         return load_real(Path(data_dir))
     if split not in SPLIT_SEEDS:
         raise ConfigError(f"split must be one of {list(SPLIT_SEEDS)}, got {split!r}")
     if num_samples < 1:
         raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
-    return ProceduralDataset(make_generator(), size=num_samples, seed=dataset_seed + SPLIT_SEEDS[split])
+    return ProceduralDataset(
+        make_generator(), size=num_samples, seed=dataset_seed + SPLIT_SEEDS[split], cache_size=cache_size
+    )

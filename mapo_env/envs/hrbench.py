@@ -73,6 +73,12 @@ class HRBenchEnv(ThinkWithImagesEnv):
             return HRBenchSceneGenerator(resolution=resolution, **(generator_kwargs or {}))
 
         dataset = choose_dataset(
-            data_dir, load_real, make_generator, split=split, num_samples=num_samples, dataset_seed=dataset_seed
+            data_dir,
+            load_real,
+            make_generator,
+            split=split,
+            num_samples=num_samples,
+            dataset_seed=dataset_seed,
+            cache_size=2 if resolution == "8k" else 8,
         )
         super().__init__(dataset, **kwargs)

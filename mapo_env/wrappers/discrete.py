@@ -111,7 +111,7 @@ class DiscreteZoomActions(gym.Wrapper):
             (row + 1) * height / self.grid,
         )
         shown = self._base.image_frames[0].from_original(box, self._base.coords)
-        return format_tool_call(tuple(round(v, 2) for v in shown), label=self.label)
+        return format_tool_call(shown, label=self.label, decimals=6 if self._base.coords == "norm" else 2)
 
     def _convert(self, obs: dict[str, Any], info: dict[str, Any]) -> dict[str, np.ndarray]:
         size = (self.image_size, self.image_size)

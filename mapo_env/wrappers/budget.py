@@ -11,7 +11,7 @@ from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError
 
 
-class ToolBudget(gym.Wrapper):
+class ToolBudget(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Refuse zoom calls beyond ``max_tool_calls`` per episode.
 
     A refused call is answered like any tool error: the model gets a message saying the budget is
@@ -29,6 +29,7 @@ class ToolBudget(gym.Wrapper):
             raise ConfigError(f"max_tool_calls must be an int >= 0, got {max_tool_calls!r}")
         if not isinstance(env.unwrapped, ThinkWithImagesEnv):
             raise ConfigError(f"ToolBudget wraps MAPO environments, got {type(env.unwrapped).__name__}")
+        gym.utils.RecordConstructorArgs.__init__(self, max_tool_calls=max_tool_calls, truncate=truncate)
         super().__init__(env)
         self.max_tool_calls = max_tool_calls
         self.truncate = truncate

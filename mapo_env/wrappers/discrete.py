@@ -19,7 +19,7 @@ from mapo_env.errors import ConfigError
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-class DiscreteZoomActions(gym.Wrapper):
+class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Discrete actions and fixed-size observations over any MAPO environment.
 
     Actions (``Discrete(grid * grid + max_options)``):
@@ -66,6 +66,9 @@ class DiscreteZoomActions(gym.Wrapper):
         for name, value in (("grid", grid), ("image_size", image_size), ("max_options", max_options)):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        gym.utils.RecordConstructorArgs.__init__(
+            self, grid=grid, image_size=image_size, max_options=max_options, text_features=text_features, label=label
+        )
         super().__init__(env)
         self.grid, self.image_size, self.max_options = grid, image_size, max_options
         self.text_features, self.label = text_features, label

@@ -15,7 +15,7 @@ from mapo_env.errors import ConfigError
 from mapo_env.render import EpisodeRecord, save_episode
 
 
-class RecordEpisodes(gym.Wrapper):
+class RecordEpisodes(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Record each finished episode as an :class:`~mapo_env.render.EpisodeRecord`.
 
     The last ``keep`` records stay in :attr:`episodes`. With ``directory`` set, each finished
@@ -46,6 +46,9 @@ class RecordEpisodes(gym.Wrapper):
             raise ConfigError(f"RecordEpisodes wraps MAPO environments, got {type(env.unwrapped).__name__}")
         if picture_format not in ("png", "html"):
             raise ConfigError(f"picture_format must be 'png' or 'html', got {picture_format!r}")
+        gym.utils.RecordConstructorArgs.__init__(
+            self, directory=directory, keep=keep, picture_every=picture_every, picture_format=picture_format
+        )
         super().__init__(env)
         self.directory = Path(directory) if directory is not None else None
         if self.directory is not None:

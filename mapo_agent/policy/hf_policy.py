@@ -1,0 +1,449 @@
+"""HFPolicy: a Hugging Face Qwen2-VL-family model as a rollout policy and a :class:`TrainablePolicy`.
+
+Rollout side (token in, token out)::
+
+    policy = HFPolicy.from_pretrained()                       # the bundled tiny agent; or a hub id / folder
+    states = [policy.start_episode(env.reset(seed=s)[0]) for env, s in ...]
+    texts = policy.generate(states)                           # one batched turn for every live episode
+    obs, reward, terminated, truncated, info = env.step(texts[i])
+    policy.observe(states[i], obs)                            # append the env's reply as tokens
+    trajectory = policy.to_trajectory(states[i], group_id=g, sample_index=idx, reward=r, correct=c)
+
+Training side: :meth:`HFPolicy.collate` pads trajectories into a :class:`TrainBatch` and
+:meth:`HFPolicy.forward` runs the teacher-forced pass (log-probs from raw logits at the sampling
+temperature, entropy, optional last hidden states, optional PAPO patch masking).
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mapo_agent.policy import episode as ep
+from mapo_agent.policy.ops import (
+    mask_image_patches,
+    resolve_device,
+    resolve_dtype,
+    sampled_logprobs,
+    token_logprobs_and_entropy,
+)
+from mapo_agent.policy.processor import QwenVLProcessor, pad_sequences
+from mapo_agent.types import ForwardOutput, TrainBatch, Trajectory
+from mapo_env.errors import ConfigError, DependencyNotInstalled
+
+logger = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = ("qwen2_5_vl", "qwen2_vl")
+DEFAULT_LORA_TARGETS = r".*language_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+"""LoRA on the language model's attention and MLP projections (the vision tower stays frozen)."""
+
+
+class HFPolicy:
+    """A Qwen2-VL / Qwen2.5-VL chat model that plays MAPO environments and trains with our algorithms.
+
+    Args:
+        model: A ``Qwen2_5_VLForConditionalGeneration`` (or Qwen2-VL), possibly wrapped by peft.
+        processor: Its :class:`QwenVLProcessor`.
+        temperature: Sampling temperature; log-probs (generation and :meth:`forward`) use
+            ``log_softmax(logits / temperature)`` of the raw logits.
+        top_p: Nucleus sampling threshold (1.0 = off). Log-probs still come from the raw logits.
+        max_new_tokens: Default cap of tokens per generated turn.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        processor: QwenVLProcessor,
+        temperature: float = 1.0,
+        top_p: float = 1.0,
+        max_new_tokens: int = 256,
+    ) -> None:
+        if temperature <= 0 or not 0 < top_p <= 1 or max_new_tokens < 1:
+            raise ConfigError(
+                f"expected temperature > 0, 0 < top_p <= 1 and max_new_tokens >= 1, got temperature={temperature}, "
+                f"top_p={top_p}, max_new_tokens={max_new_tokens}; use do_sample=False for greedy decoding."
+            )
+        self.model = model
+        self.processor = processor
+        self.temperature = float(temperature)
+        self.top_p = float(top_p)
+        self.max_new_tokens = int(max_new_tokens)
+        config = self.base_model.config
+        if getattr(config, "image_token_id", processor.image_token_id) != processor.image_token_id:
+            raise ConfigError(
+                f"the model's image_token_id ({config.image_token_id}) differs from the tokenizer's <|image_pad|> id "
+                f"({processor.image_token_id}); load the model and the processor from the same checkpoint."
+            )
+        self.stop_token_ids = self._stop_token_ids()
+        self.suppress_token_ids = self._suppress_token_ids()
+
+    # -------------------------------------------------------------------------------------- loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+        attn_implementation: str = "sdpa",
+        gradient_checkpointing: bool = False,
+        lora_rank: int = 0,
+        lora_alpha: float | None = None,
+        lora_dropout: float = 0.0,
+        lora_target_modules: str | list[str] | None = None,
+        min_pixels: int | None = None,
+        max_pixels: int | None = None,
+        chat_template: str | None = None,
+        **kwargs: Any,
+    ) -> HFPolicy:
+        """Load a policy from a checkpoint folder or hub id (``None``: the bundled tiny agent).
+
+        Args:
+            name_or_path: Folder or hub id of a Qwen2-VL / Qwen2.5-VL checkpoint; ``None`` = bundled.
+            device: Where the model lives; default CUDA when available, else CPU.
+            dtype: Weights dtype; default bf16 on GPU, fp32 on CPU.
+            attn_implementation: ``"sdpa"``, ``"eager"`` or ``"flash_attention_2"``.
+            gradient_checkpointing: Recompute activations in the backward pass (saves memory).
+            lora_rank: > 0 wraps the model with peft LoRA adapters of this rank (only they train).
+            lora_alpha: LoRA scaling numerator (default ``2 * lora_rank``).
+            lora_dropout: Dropout on the LoRA path.
+            lora_target_modules: Module names or a regex; default :data:`DEFAULT_LORA_TARGETS`.
+            min_pixels: Override the image processor's minimum pixels per image.
+            max_pixels: Override the image processor's maximum pixels per image.
+            chat_template: Override the checkpoint's chat template.
+            **kwargs: ``temperature``, ``top_p``, ``max_new_tokens`` go to the constructor; the rest
+                (``revision``, ``local_files_only``, ``cache_dir``, ...) to ``from_pretrained``.
+        """
+        from transformers import AutoConfig, AutoModelForImageTextToText
+
+        from mapo_agent.policy.tiny import bundled_model_path
+
+        sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "max_new_tokens") if k in kwargs}
+        path = str(bundled_model_path() if name_or_path is None else name_or_path)
+        config = AutoConfig.from_pretrained(path, **kwargs)
+        if config.model_type not in SUPPORTED_MODEL_TYPES:
+            raise ConfigError(
+                f"HFPolicy supports model types {SUPPORTED_MODEL_TYPES}, got {config.model_type!r} from {path}; "
+                "use a Qwen2-VL or Qwen2.5-VL checkpoint (or leave name_or_path=None for the bundled agent)."
+            )
+        device = resolve_device(device)
+        processor = QwenVLProcessor.from_pretrained(
+            path, chat_template=chat_template, min_pixels=min_pixels, max_pixels=max_pixels, **kwargs
+        )
+        model = AutoModelForImageTextToText.from_pretrained(
+            path, dtype=resolve_dtype(dtype, device), attn_implementation=attn_implementation, **kwargs
+        ).to(device)
+        if lora_rank > 0:
+            model = _add_lora(model, lora_rank, lora_alpha, lora_dropout, lora_target_modules)
+        policy = cls(model, processor, **sampling)
+        if gradient_checkpointing:
+            policy.enable_gradient_checkpointing()
+        return policy
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """Save the model (or its LoRA adapters) and the processor files to ``directory``."""
+        self.model.save_pretrained(str(directory))
+        self.processor.save_pretrained(directory)
+
+    def enable_gradient_checkpointing(self) -> None:
+        """Recompute activations during backward (non-reentrant, works with LoRA)."""
+        model, kwargs = self.base_model, {"use_reentrant": False}
+        if hasattr(model, "activation_checkpointing_enable"):  # transformers >= 5.2x renamed it
+            model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
+
+    # ------------------------------------------------------------------------------------ properties
+    @property
+    def base_model(self) -> Any:
+        """The transformers model under any peft wrapper."""
+        return self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the model's parameters."""
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the model's parameters."""
+        return next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+
+    def parameters(self) -> Iterator[torch.nn.Parameter]:
+        """All parameters of the model (pass :meth:`trainable_parameters` to an optimizer)."""
+        return self.model.parameters()
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        """Parameters with ``requires_grad`` (the LoRA adapters only, when LoRA is on)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def train(self, mode: bool = True) -> HFPolicy:
+        """Put the model in training (or eval) mode."""
+        self.model.train(mode)
+        return self
+
+    def eval(self) -> HFPolicy:
+        """Put the model in eval mode."""
+        return self.train(False)
+
+    # ------------------------------------------------------------------------------------- rollouts
+    def start_episode(self, obs: dict[str, Any]) -> ep.EpisodeState:
+        """Token state of a new episode from the environment's first observation."""
+        return ep.start_episode(self.processor, obs)
+
+    def observe(self, state: ep.EpisodeState, obs: dict[str, Any]) -> None:
+        """Append the environment's reply (the messages and images after the last generated turn) as tokens."""
+        ep.append_observation(self.processor, state, obs)
+
+    def generate(
+        self,
+        states: Sequence[ep.EpisodeState],
+        *,
+        do_sample: bool = True,
+        temperature: float | None = None,
+        top_p: float | None = None,
+        max_new_tokens: int | None = None,
+    ) -> list[str]:
+        """Generate one assistant turn for each episode, batched (left padding), and append it to its state.
+
+        Generation stops at ``<|im_end|>`` / EOS or after ``max_new_tokens``. The sampled ids are kept
+        exactly; their log-probs are ``log_softmax(raw_logits / temperature)`` at the sampled tokens.
+        Image/video placeholder ids and ids beyond the tokenizer are never sampled.
+
+        Args:
+            states: Live episodes (each waiting for a model turn).
+            do_sample: Sample (True) or greedy decoding (False).
+            temperature: Override :attr:`temperature` (then :meth:`forward` log-probs differ from these).
+            top_p: Override :attr:`top_p`.
+            max_new_tokens: Override :attr:`max_new_tokens`.
+
+        Returns:
+            The text of each new turn (special tokens kept, the stop token dropped), for ``env.step``.
+        """
+        if not states:
+            return []
+        temperature = self.temperature if temperature is None else float(temperature)
+        max_new_tokens = self.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
+        config = self._generation_config(
+            do_sample, temperature, self.top_p if top_p is None else top_p, max_new_tokens
+        )
+        inputs = self._generation_inputs(states)
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.inference_mode():
+                out = self.model.generate(**inputs, generation_config=config)
+        finally:
+            self.model.train(was_training)
+        new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]  # (B, N)
+        steps = [
+            sampled_logprobs(logits[:, None], new_tokens[:, i : i + 1], temperature)
+            for i, logits in enumerate(out.logits)
+        ]
+        logprobs = torch.cat(steps, dim=1).cpu()  # (B, N)
+        return [self._record_turn(s, row, lp) for s, row, lp in zip(states, new_tokens.cpu(), logprobs)]
+
+    def generate_text(self, observations: Sequence[dict[str, Any]], **generate_kwargs: Any) -> list[str]:
+        """One turn of text for each observation (stateless convenience for evaluation)."""
+        return self.generate([self.start_episode(obs) for obs in observations], **generate_kwargs)
+
+    def to_trajectory(
+        self, state: ep.EpisodeState, *, group_id: int = 0, sample_index: int = 0, **fields: Any
+    ) -> Trajectory:
+        """The episode as a :class:`Trajectory`; ``fields`` fill the rest (``reward``, ``correct``, ...)."""
+        fields.setdefault("num_turns", len(state.turn_spans))
+        return Trajectory(
+            input_ids=list(state.input_ids),
+            loss_mask=list(state.loss_mask),
+            old_logprobs=list(state.old_logprobs),
+            images=list(state.images),
+            group_id=group_id,
+            sample_index=sample_index,
+            turn_spans=list(state.turn_spans),
+            **fields,
+        )
+
+    # ------------------------------------------------------------------------------------- training
+    def collate(self, trajectories: list[Trajectory], advantages: torch.Tensor | None = None) -> TrainBatch:
+        """Right-pad trajectories into a :class:`TrainBatch` (CPU tensors; :meth:`forward` moves them).
+
+        Args:
+            trajectories: Episodes in row order.
+            advantages: (B,) per trajectory or (B, T) per token (T = longest trajectory); multiplied by the
+                loss mask. ``None`` gives zeros.
+        """
+        if not trajectories:
+            raise ConfigError("collate() needs at least one trajectory, got an empty list.")
+        for i, t in enumerate(trajectories):
+            if not len(t.input_ids) == len(t.loss_mask) == len(t.old_logprobs):
+                raise ConfigError(
+                    f"trajectory {i}: input_ids ({len(t.input_ids)}), loss_mask ({len(t.loss_mask)}) and "
+                    f"old_logprobs ({len(t.old_logprobs)}) must have the same length."
+                )
+        input_ids, attention_mask = pad_sequences([t.input_ids for t in trajectories], self.processor.pad_token_id)
+        loss_mask = _pad_floats([t.loss_mask for t in trajectories], input_ids.shape[1])
+        old_logprobs = _pad_floats([t.old_logprobs for t in trajectories], input_ids.shape[1])
+        return TrainBatch(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            loss_mask=loss_mask,
+            old_logprobs=old_logprobs,
+            advantages=_broadcast_advantages(advantages, loss_mask),
+            group_ids=torch.tensor([t.group_id for t in trajectories], dtype=torch.long),
+            model_inputs=self._vision_inputs(trajectories, input_ids),
+            trajectories=list(trajectories),
+        )
+
+    def forward(
+        self,
+        batch: TrainBatch,
+        *,
+        image_patch_mask_ratio: float = 0.0,
+        mask_generator: torch.Generator | None = None,
+        output_hidden_states: bool = False,
+    ) -> ForwardOutput:
+        """Teacher-forced pass with gradients (see :class:`mapo_agent.types.TrainablePolicy`)."""
+        batch = batch.to(self.device)
+        inputs = dict(batch.model_inputs)
+        if "pixel_values" in inputs:
+            pixel_values = inputs["pixel_values"]
+            if image_patch_mask_ratio > 0:
+                pixel_values = mask_image_patches(
+                    pixel_values, inputs["image_grid_thw"], image_patch_mask_ratio, mask_generator
+                )
+            inputs["pixel_values"] = pixel_values.to(self.dtype)
+        out = self.model(
+            input_ids=batch.input_ids,
+            attention_mask=batch.attention_mask,
+            use_cache=False,
+            output_hidden_states=output_hidden_states,
+            **inputs,
+        )
+        logprobs, entropy = token_logprobs_and_entropy(
+            out.logits, batch.input_ids, batch.attention_mask, self.temperature
+        )
+        return ForwardOutput(
+            logprobs=logprobs,
+            entropy=entropy,
+            hidden_states=out.hidden_states[-1] if output_hidden_states else None,
+            image_token_mask=batch.input_ids == self.processor.image_token_id,
+        )
+
+    # ------------------------------------------------------------------------------------ internals
+    def _stop_token_ids(self) -> list[int]:
+        ids = [self.processor.turn_end_token_id, self.processor.tokenizer.eos_token_id]
+        eos = getattr(getattr(self.base_model, "generation_config", None), "eos_token_id", None)
+        ids += eos if isinstance(eos, list) else [eos]
+        return list(dict.fromkeys(int(i) for i in ids if i is not None))
+
+    def _suppress_token_ids(self) -> list[int]:
+        vocab_size = self.base_model.get_input_embeddings().weight.shape[0]
+        vision = [self.processor.image_token_id, self.processor.video_token_id]
+        vision += [self.processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>")]
+        return sorted(set(vision) | set(range(len(self.processor.tokenizer), vocab_size)))
+
+    def _generation_config(self, do_sample: bool, temperature: float, top_p: float, max_new_tokens: int) -> Any:
+        from transformers import GenerationConfig
+
+        sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
+        return GenerationConfig(
+            do_sample=do_sample,
+            **(sampling or {"temperature": 1.0, "top_p": 1.0, "top_k": 50}),  # greedy: the no-op defaults
+            max_new_tokens=max_new_tokens,
+            repetition_penalty=1.0,
+            num_beams=1,
+            eos_token_id=self.stop_token_ids,
+            pad_token_id=self.processor.pad_token_id,
+            bos_token_id=None,
+            suppress_tokens=self.suppress_token_ids,
+            output_logits=True,
+            return_dict_in_generate=True,
+        )
+
+    def _generation_inputs(self, states: Sequence[ep.EpisodeState]) -> dict[str, torch.Tensor]:
+        for i, s in enumerate(states):
+            if s.awaiting_observation:
+                raise ConfigError(
+                    f"episode {i} already has a generated turn without an environment reply; "
+                    "call policy.observe(state, obs) after env.step() before generating again."
+                )
+        input_ids, attention_mask = pad_sequences([s.input_ids for s in states], self.processor.pad_token_id, "left")
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        inputs["mm_token_type_ids"] = self.processor.mm_token_type_ids(input_ids)
+        grids = [g for s in states for g in s.image_grid_thw]
+        if grids:
+            inputs["pixel_values"] = torch.cat([p for s in states for p in s.pixel_values]).to(self.dtype)
+            inputs["image_grid_thw"] = torch.stack(grids)
+        return {k: v.to(self.device) for k, v in inputs.items()}
+
+    def _record_turn(self, state: ep.EpisodeState, tokens: torch.Tensor, logprobs: torch.Tensor) -> str:
+        ids = tokens.tolist()
+        stops = [i for i, t in enumerate(ids) if t in self.stop_token_ids]
+        stopped = bool(stops)
+        length = stops[0] + 1 if stopped else len(ids)
+        text = self.processor.decode(ids[: length - 1] if stopped else ids[:length])
+        ep.append_turn(state, ids[:length], logprobs[:length].tolist(), text, stopped)
+        return text
+
+    def _vision_inputs(self, trajectories: list[Trajectory], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:
+        inputs = {"mm_token_type_ids": self.processor.mm_token_type_ids(input_ids)}
+        images: list[np.ndarray] = [img for t in trajectories for img in t.images]
+        if not images:
+            return inputs
+        encoded = self.processor.encode_images(images)
+        counts = iter(encoded.num_tokens)
+        for row, t in enumerate(trajectories):
+            expected = sum(next(counts) for _ in t.images)
+            found = int((input_ids[row] == self.processor.image_token_id).sum())
+            if expected != found:
+                raise ConfigError(
+                    f"trajectory {row} has {found} image tokens but its {len(t.images)} image(s) need {expected}; "
+                    "trajectories must come from this policy's processor (same min/max_pixels)."
+                )
+        inputs.update(pixel_values=encoded.pixel_values, image_grid_thw=encoded.image_grid_thw)
+        return inputs
+
+
+def _pad_floats(rows: list[list[float]] | list[list[int]], length: int) -> torch.Tensor:
+    out = torch.zeros(len(rows), length, dtype=torch.float32)
+    for i, row in enumerate(rows):
+        out[i, : len(row)] = torch.as_tensor(row, dtype=torch.float32)
+    return out
+
+
+def _broadcast_advantages(advantages: torch.Tensor | None, loss_mask: torch.Tensor) -> torch.Tensor:
+    """(B,) or (B, T) advantages times the (B, T) loss mask."""
+    if advantages is None:
+        return torch.zeros_like(loss_mask)
+    adv = torch.as_tensor(advantages, dtype=torch.float32).detach().cpu()
+    if adv.shape == loss_mask.shape[:1]:
+        return adv[:, None] * loss_mask
+    if adv.shape == loss_mask.shape:
+        return adv * loss_mask
+    raise ConfigError(
+        f"advantages must have shape (B,) = {tuple(loss_mask.shape[:1])} or (B, T) = {tuple(loss_mask.shape)}, "
+        f"got {tuple(adv.shape)}."
+    )
+
+
+def _add_lora(model: Any, rank: int, alpha: float | None, dropout: float, targets: str | list[str] | None) -> Any:
+    try:
+        from peft import LoraConfig, get_peft_model
+    except ImportError as e:
+        raise DependencyNotInstalled('LoRA needs peft: pip install "mapo-gym[peft]"') from e
+    config = LoraConfig(
+        r=rank,
+        lora_alpha=alpha if alpha is not None else 2 * rank,
+        lora_dropout=dropout,
+        target_modules=targets or DEFAULT_LORA_TARGETS,
+        task_type="CAUSAL_LM",
+    )
+    with warnings.catch_warnings():  # peft reads the deprecated `is_gradient_checkpointing` property
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return get_peft_model(model, config)

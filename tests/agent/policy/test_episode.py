@@ -1,0 +1,67 @@
+"""Episode bookkeeping without a model: closing a turn, appending env replies as tokens, errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from mapo_agent.policy import QwenVLProcessor, bundled_model_path
+from mapo_agent.policy.episode import append_observation, append_turn, start_episode
+from mapo_env.errors import ConfigError
+from tests.agent.policy.conftest import FakeZoomEnv
+
+
+@pytest.fixture(scope="module")
+def processor() -> QwenVLProcessor:
+    return QwenVLProcessor.from_pretrained(bundled_model_path())
+
+
+def _turn(processor: QwenVLProcessor, text: str, stopped: bool) -> list[int]:
+    return processor.encode_text(text) + ([processor.turn_end_token_id] if stopped else [])
+
+
+@pytest.mark.parametrize("stopped", [True, False])
+def test_reply_tokens_follow_the_template(processor, stopped):
+    env = FakeZoomEnv((56, 84), "What colour?", ["crop", "error", "end"], seed=0)
+    state = start_episode(processor, env.reset())
+    texts = [
+        '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"label": "cup", "bbox_2d": [1, 2, 30, 40]}}',
+        "oops",
+    ]
+    for text in texts:
+        ids = _turn(processor, text, stopped)
+        append_turn(state, ids, [-1.0] * len(ids), text, stopped)
+        obs, _ = env.step(text)
+        append_observation(processor, state, obs)
+    rendered = processor.render(env.messages, add_generation_prompt=True)
+    collapsed = [
+        t for i, t in enumerate(state.input_ids) if t != processor.image_token_id or state.input_ids[i - 1] != t
+    ]
+    assert processor.decode(collapsed) == rendered
+    # Exactly one <|im_end|> closes each assistant turn, whether the model wrote it or not.
+    for _, end in state.turn_spans:
+        closing = state.input_ids[end - 1 : end + 1] if stopped else state.input_ids[end : end + 2]
+        assert processor.decode(closing) == "<|im_end|>\n"
+    assert sum(state.loss_mask) == sum(len(_turn(processor, t, stopped)) for t in texts)
+    assert state.old_logprobs.count(-1.0) == sum(state.loss_mask)
+
+
+def test_prompt_is_the_rendered_template(processor):
+    env = FakeZoomEnv((112, 56), "Q?", ["end"], seed=1)
+    obs = env.reset()
+    state = start_episode(processor, obs)
+    assert sum(state.loss_mask) == 0 and state.num_messages == 2 and len(state.images) == 1
+    assert state.input_ids.count(processor.image_token_id) == 8  # 112x56 -> 8x4 patches -> 8 tokens
+    assert state.image_grid_thw[0].tolist() == [1, 8, 4] and state.pixel_values[0].shape[0] == 32
+
+
+def test_contract_violations_raise(processor):
+    env = FakeZoomEnv((56, 56), "Q?", ["crop", "end"], seed=2)
+    obs = env.reset()
+    with pytest.raises(ConfigError, match="holds 2"):
+        start_episode(processor, dict(obs, images=obs["images"] * 2))
+    state = start_episode(processor, obs)
+    append_turn(state, [5], [0.0], "x", False)
+    with pytest.raises(ConfigError, match="no environment reply yet"):
+        append_turn(state, [5], [0.0], "x", False)
+    with pytest.raises(ConfigError, match="assistant turn just generated"):
+        append_observation(processor, state, obs)  # the reply to the turn is not in this observation

@@ -18,6 +18,7 @@ COLOURS = (
 )  # fmt: skip
 SHAPES = ("circle", "square", "triangle", "cross", "star", "diamond", "hexagon", "rectangle", "ring", "heart")
 PATTERNS = ("striped", "dotted", "checkered", "plain", "spotted", "zigzag", "solid", "hatched", "wavy", "plaid")
+TILE_PATTERNS = ("horizontal stripes", "vertical stripes", "checkerboard", "plain")
 OBJECTS = (
     "cup", "mug", "bottle", "car", "bicycle", "dog", "cat", "bird", "person", "woman", "man", "child", "bag",
     "backpack", "umbrella", "chair", "bench", "sign", "flag", "kite", "ball", "clock", "lamp", "tree", "flower",
@@ -30,6 +31,11 @@ WORDS = (
     "No Parking", "Main St", "Welcome", "Keep Out", "One Way", "Danger", "Push", "Pull", "Toilet", "Platform 3",
 )  # fmt: skip
 
+TILES_SYSTEM_PROMPT = (
+    "Find the tile the question names, zoom on it with "
+    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"label": "...", "bbox_2d": [x1, y1, x2, y2]}}'
+    "</tool_call>, then answer with <answer>LETTER</answer>."
+)
 SYSTEM_PROMPT = (
     "You answer questions about an image. Small details may only be visible if you zoom in.\n"
     "Tool:\n<tools>\n{schema}\n</tools>\n"
@@ -74,6 +80,7 @@ ERRORS = (
     "Error: no <tool_call> or <answer> in your turn.",
     "Error: the box is too thin.",
     "Error: image_index does not name an image.",
+    'Error: "arguments" must be an object like {"label": "...", "bbox_2d": [x1, y1, x2, y2]}; got nothing.',
 )
 
 
@@ -84,7 +91,9 @@ def _options(rng: random.Random, pool: tuple[str, ...], template: str = "{}") ->
 def question(rng: random.Random) -> tuple[str, list[str]]:
     """One question with its options, in one of the benchmark styles (V*, HR-Bench, TextSpot, Shapes)."""
     colour, obj, obj2 = rng.choice(COLOURS), rng.choice(OBJECTS), rng.choice(OBJECTS)
-    kind = rng.randrange(7)
+    kind = rng.randrange(9)
+    if kind >= 7:  # the small Tiles env, which the bundled agent trains on
+        return f"What pattern is on the {colour} tile?", rng.sample(TILE_PATTERNS, 4)
     if kind == 0:
         return f"What is the color of the {obj}?", _options(rng, COLOURS, "The color of the " + obj + " is {}.")
     if kind == 1:
@@ -103,6 +112,8 @@ def question(rng: random.Random) -> tuple[str, list[str]]:
         return f"What is written on the {colour} {obj}?", _options(rng, WORDS)
     if kind == 5:
         return f"How many {obj}s are there in the image?", [str(n) for n in rng.sample(range(10), 4)]
+    if rng.random() < 0.5:
+        return f"Which object in the image is {colour}?", [o.capitalize() for o in _options(rng, OBJECTS)]
     return f"Which object is {rng.choice(POSITIONS)} the {colour} {obj}?", _options(rng, OBJECTS)
 
 
@@ -113,7 +124,7 @@ def _box(rng: random.Random, limit: int) -> list[int]:
 
 def tool_call(rng: random.Random) -> str:
     """An assistant turn that calls the zoom tool, optionally thinking or describing first."""
-    label = f"{rng.choice(COLOURS)} {rng.choice(OBJECTS)}"
+    label = f"{rng.choice(COLOURS)} {rng.choice(OBJECTS + ('tile',) * 10)}"
     args: dict = {"label": label, "bbox_2d": _box(rng, rng.choice((112, 224, 448, 1000, 1024)))}
     if rng.random() < 0.1:
         args["image_index"] = rng.randrange(3)
@@ -157,7 +168,7 @@ def make_corpus(num_episodes: int = 1500, seed: int = 0) -> list[str]:
     """
     rng = random.Random(seed)
     schema = json.dumps(TOOL_SCHEMA, separators=(",", ":"))
-    lines = [SYSTEM_PROMPT.format(schema=schema, describe=d) for d in DESCRIBE]
+    lines = [SYSTEM_PROMPT.format(schema=schema, describe=d) for d in DESCRIBE] + [TILES_SYSTEM_PROMPT]
     for _ in range(num_episodes):
         text, options = question(rng)
         lines.append(

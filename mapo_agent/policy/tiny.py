@@ -126,7 +126,7 @@ def build_tokenizer(seed: int = 0, bpe_vocab_size: int = BPE_VOCAB_SIZE) -> Any:
     )
     corpus = make_corpus(seed=seed)
     chat_words = ["system\nYou are a helpful assistant.\nuser\n", "assistant\n"] * 200
-    bpe.train_from_iterator(corpus[:2] * 20 + chat_words + corpus, trainer)  # the system prompts weigh more
+    bpe.train_from_iterator(corpus[:3] * 20 + chat_words + corpus, trainer)  # the system prompts weigh more
 
     model = json.loads(bpe.to_str())["model"]
     merges = [tuple(m) if isinstance(m, list) else tuple(m.split(" ")) for m in model["merges"]]

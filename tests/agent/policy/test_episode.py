@@ -65,3 +65,42 @@ def test_contract_violations_raise(processor):
         append_turn(state, [5], [0.0], "x", False)
     with pytest.raises(ConfigError, match="assistant turn just generated"):
         append_observation(processor, state, obs)  # the reply to the turn is not in this observation
+
+
+# A Qwen3-style template: earlier assistant turns lose their <think> block, so it is not prefix-stable.
+DROP_THINK_TEMPLATE = (
+    "{% for m in messages %}{% set is_last = loop.last %}<|im_start|>{{ m.role }}\n{% for c in m.content %}"
+    "{% if c.type == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
+    "{% elif m.role == 'assistant' and not is_last %}{{ c.text.split('</think>')[-1] }}"
+    "{% else %}{{ c.text }}{% endif %}"
+    "{% endfor %}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+def test_template_that_rewrites_earlier_turns_still_appends_only_new_tokens(processor, caplog):
+    custom = QwenVLProcessor(processor.tokenizer, processor.image_processor, DROP_THINK_TEMPLATE)
+    env = FakeZoomEnv((56, 56), "Q?", ["crop", "end"], seed=3)
+    state = start_episode(custom, env.reset())
+    text = "<think>hmm</think>zoom"
+    ids = _turn(custom, text, stopped=True)
+    append_turn(state, ids, [0.0] * len(ids), text, True)
+    before = list(state.input_ids)
+    obs, _ = env.step(text)
+    append_observation(custom, state, obs)
+    assert "not prefix-stable" in caplog.text
+    assert state.input_ids[: len(before)] == before  # the generated <think> ids stay as sampled
+    new = state.input_ids[len(before) :]
+    tail = [t for i, t in enumerate(new) if t != custom.image_token_id or new[i - 1] != t]
+    expected = "\n<|im_start|>user\n<tool_response><|vision_start|><|image_pad|><|vision_end|></tool_response>\n"
+    assert custom.decode(tail) == expected + "Image 1. 4 turns left.<|im_end|>\n<|im_start|>assistant\n"
+
+
+def test_template_that_counts_messages_cannot_be_appended(processor):
+    counting = "{{ messages | length }}|" + DROP_THINK_TEMPLATE
+    custom = QwenVLProcessor(processor.tokenizer, processor.image_processor, counting)
+    env = FakeZoomEnv((56, 56), "Q?", ["error", "end"], seed=4)
+    state = start_episode(custom, env.reset())
+    append_turn(state, [5], [0.0], "x", False)
+    obs, _ = env.step("x")
+    with pytest.raises(ConfigError, match="prefix-stable chat_template"):
+        append_observation(custom, state, obs)

@@ -7,7 +7,6 @@ and defaults; this class is the contract (observation, action, reward, info) doc
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -30,6 +29,7 @@ from mapo_env.geometry import (
     box_coverage,
     box_iou,
     crop_resize,
+    resize_interpolation,
     resolve_zoom_box,
     smart_resize,
 )
@@ -59,6 +59,7 @@ class _Episode:
     alignment_scores: list[float] = field(default_factory=list)
     crop_boxes: list[ZoomBox] = field(default_factory=list)
     pending_description: int | None = None
+    fresh_images: set[int] = field(default_factory=set)
     well_formed: bool = True
     done: bool = False
 
@@ -405,6 +406,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             return box
         crop = self._crop(ep, box)
         ep.images.append(crop)
+        ep.fresh_images.add(len(ep.images) - 1)
         ep.frames.append(ImageFrame(box.bbox, (crop.shape[1], crop.shape[0])))
         ep.crop_boxes.append(box)
         ep.num_tool_calls += 1
@@ -479,14 +481,18 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         if (h, w) == (height, width):
             view = image
         else:
-            shrinking = h * w < height * width
-            view = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+            view = cv2.resize(image, (w, h), interpolation=resize_interpolation((width, height), (w, h)))
         self._view_cache = (key, view)
         return view
 
     def _observation(self) -> dict[str, Any]:
         ep = self._require_episode()
-        return {"images": tuple(img.copy() for img in ep.images), "messages": copy.deepcopy(ep.messages)}
+        messages = [{"role": m["role"], "content": [dict(part) for part in m["content"]]} for m in ep.messages]
+        # Every call returns arrays no other call returned (Gymnasium's contract). A crop made this turn
+        # is handed out as is and kept; only images already handed out before are copied.
+        images = tuple(img if i in ep.fresh_images else img.copy() for i, img in enumerate(ep.images))
+        ep.fresh_images.clear()
+        return {"images": images, "messages": messages}
 
     def _info(
         self,

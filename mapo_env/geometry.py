@@ -195,18 +195,24 @@ def _frame_hint(coords: CoordinateFrame, width: int, height: int) -> str:
     return "pixel coordinates of the original image"
 
 
+def resize_interpolation(src_size: tuple[int, int], out_size: tuple[int, int]) -> int:
+    """OpenCV interpolation for resizing ``src_size`` to ``out_size`` (both ``(width, height)``).
+
+    Area averaging when the image shrinks (no aliasing), bilinear when it grows or keeps its size.
+    """
+    shrinking = out_size[0] * out_size[1] < src_size[0] * src_size[1]
+    return cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
+
+
 def crop_resize(image: np.ndarray, box: ZoomBox, out_size: tuple[int, int]) -> np.ndarray:
     """Crop ``box`` from ``image`` and resize it to ``out_size = (width, height)`` with OpenCV.
 
-    Area interpolation when shrinking (no aliasing), bilinear when enlarging. Returns a new
-    contiguous ``np.uint8`` array.
+    Uses :func:`resize_interpolation`. Returns a new contiguous ``np.uint8`` array.
     """
     region = image[box.y1 : box.y2, box.x1 : box.x2]
     if (region.shape[1], region.shape[0]) == out_size:
         return np.ascontiguousarray(region).copy()
-    shrinking = out_size[0] < region.shape[1] and out_size[1] < region.shape[0]
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(region, out_size, interpolation=interpolation)
+    return cv2.resize(region, out_size, interpolation=resize_interpolation((box.width, box.height), out_size))
 
 
 def box_iou(a: BBox, b: BBox) -> float:

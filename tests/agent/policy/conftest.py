@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -81,10 +80,19 @@ def run_episodes(policy: HFPolicy, envs: list[FakeZoomEnv], **generate_kwargs: A
     return states
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Run these tests on one torch thread: on a shared 2-core machine, 2 OpenMP threads competing with other
+    processes made the tiny model 10-50x slower (spin-waiting on descheduled threads)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def tiny_policy() -> HFPolicy:
     """The bundled tiny agent on CPU (fp32), short turns."""
-    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)  # 2 cores: no oversubscription
     return HFPolicy.from_pretrained(device="cpu", max_new_tokens=12)
 
 

@@ -91,12 +91,11 @@ class EpisodeRecord:
 
 def episode_picture(record: EpisodeRecord, width: int = 1200) -> Image.Image:
     """Render an episode as one picture: boxes on the full view, crops with scores, the dialogue."""
-    view_frame = record.frames[0]
-    crop_boxes = [f.region for f in record.frames[1:]]
-    view = draw_crop_boxes(record.images[0], view_frame, crop_boxes)
-    view = _draw_targets(view, view_frame, record.target_boxes)
     left_w = width * 3 // 5
-    view_img = _fit(Image.fromarray(view), left_w, left_w)
+    view_img = _fit(Image.fromarray(record.images[0]), left_w, left_w)
+    view_frame = ImageFrame(record.frames[0].region, (view_img.width, view_img.height))  # boxes at display size
+    view = draw_crop_boxes(np.asarray(view_img), view_frame, [f.region for f in record.frames[1:]])
+    view_img = Image.fromarray(_draw_targets(view, view_frame, record.target_boxes))
     thumb = (width - left_w - 30) // 2
     font, small = _font(16), _font(13)
     crops = []

@@ -82,6 +82,8 @@ class HFPolicy:
             )
         self.stop_token_ids = self._stop_token_ids()
         self.suppress_token_ids = self._suppress_token_ids()
+        self.training_model = model
+        """The module :meth:`forward` calls: ``model`` itself, or its distributed wrapper (set by the trainer)."""
 
     # -------------------------------------------------------------------------------------- loading
     @classmethod
@@ -249,6 +251,15 @@ class HFPolicy:
         logprobs = torch.cat(steps, dim=1).cpu()  # (B, N)
         return [self._record_turn(s, row, lp) for s, row, lp in zip(states, new_tokens.cpu(), logprobs)]
 
+    def force_turn(self, state: ep.EpisodeState, text: str) -> None:
+        """Append ``text`` as the next assistant turn, as if the model had generated it (teacher forcing).
+
+        The text is tokenised and closed with the turn-end token; it gets loss mask 1 (an SFT target) and
+        old log-prob 0. Used to turn the environment oracle's trajectories into training data.
+        """
+        ids = self.processor.encode_text(text) + [self.processor.turn_end_token_id]
+        ep.append_turn(state, ids, [0.0] * len(ids), text, stopped=True)
+
     def generate_text(self, observations: Sequence[dict[str, Any]], **generate_kwargs: Any) -> list[str]:
         """One turn of text for each observation (stateless convenience for evaluation)."""
         return self.generate([self.start_episode(obs) for obs in observations], **generate_kwargs)
@@ -318,7 +329,7 @@ class HFPolicy:
                     pixel_values, inputs["image_grid_thw"], image_patch_mask_ratio, mask_generator
                 )
             inputs["pixel_values"] = pixel_values.to(self.dtype)
-        out = self.model(
+        out = self.training_model(
             input_ids=batch.input_ids,
             attention_mask=batch.attention_mask,
             use_cache=False,

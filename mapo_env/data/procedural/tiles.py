@@ -57,6 +57,10 @@ class TilesSceneGenerator:
         num_clutter: Number of grey clutter tiles.
         tile_margin: Offset of a tile inside its cell (even); tiles are ``cell - 2 * margin`` wide.
         noise: Background noise amplitude (uniform integer in ``[-noise, noise]``, grey).
+        position_ramp: Amplitude of a smooth colour ramp on the background: red rises from ``-ramp``
+            to ``+ramp`` left to right, blue top to bottom. Like the coordinate grid of a map, it makes
+            *where* visible in every image token (Qwen2.5-VL's vision tower has rotary positions only,
+            so a tiny model cannot otherwise read absolute position from pixels). 0 = flat grey.
         target_pattern: Force the asked tile's pattern (one of :data:`PATTERNS`); the rest of the
             scene is unchanged, so one seed rendered with each pattern gives four scenes that
             differ only inside the target tile. ``None`` draws it at random.
@@ -81,6 +85,7 @@ class TilesSceneGenerator:
         num_clutter: int = 4,
         tile_margin: int = 4,
         noise: int = 8,
+        position_ramp: int = 0,
         target_pattern: str | None = None,
     ) -> None:
         vocab = load_vocabulary()["tiles"]
@@ -100,6 +105,9 @@ class TilesSceneGenerator:
             raise ConfigError(f"target_pattern must be one of {list(PATTERNS)} or None, got {target_pattern!r}")
         if not 0 <= self.noise <= 40:
             raise ConfigError(f"noise must be in [0, 40], got {noise}")
+        if not 0 <= position_ramp <= 60:
+            raise ConfigError(f"position_ramp must be in [0, 60], got {position_ramp}")
+        self.position_ramp = int(position_ramp)
         self.target_pattern = target_pattern
         self._color_names = list(vocab["colors"])
         self._means = np.asarray([vocab["colors"][c] for c in self._color_names], dtype=np.int16)
@@ -133,8 +141,18 @@ class TilesSceneGenerator:
             "num_clutter": self.num_clutter,
             "tile_margin": self.tile_margin,
             "noise": self.noise,
+            "position_ramp": self.position_ramp,
             "target_pattern": self.target_pattern,
         }
+
+    def _ramp(self) -> np.ndarray:
+        """(canvas, canvas, 3) int16 background offsets: red follows x, blue follows y."""
+        ramp = np.zeros((self.canvas, self.canvas, 3), dtype=np.int16)
+        if self.position_ramp:
+            line = np.round(np.linspace(-self.position_ramp, self.position_ramp, self.canvas)).astype(np.int16)
+            ramp[..., 0] = line[None, :]
+            ramp[..., 2] = line[:, None]
+        return ramp
 
     def cell_box(self, row: int, col: int) -> tuple[int, int, int, int]:
         """The box ``(x1, y1, x2, y2)`` of grid cell ``(row, col)`` (end exclusive)."""
@@ -151,7 +169,7 @@ class TilesSceneGenerator:
         if self.target_pattern is not None:  # drawn above anyway, so the rest of the scene does not move
             patterns[target] = PATTERNS.index(self.target_pattern)
 
-        image = self._background + noise
+        image = self._background + noise + self._ramp()
         masks = _pattern_masks(self.tile)
         objects = []
         for k in range(n):

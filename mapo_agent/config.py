@@ -1,0 +1,185 @@
+"""Training configuration: nested dataclasses, validated on construction, written to the run directory.
+
+Every field's docstring is its ``mapo-train --help`` text. The defaults are the bundled recipe: the
+tiny Qwen2.5-VL agent on ``MAPO-Tiles-v0``, an oracle SFT cold start, then MAPO.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mapo_env.errors import ConfigError
+
+
+@dataclass
+class ModelConfig:
+    """The policy model."""
+
+    name_or_path: str | None = None
+    """Hub id or folder of a Qwen2-VL / Qwen2.5-VL checkpoint (or a run's final/); None = the bundled tiny agent."""
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    """Weights dtype; auto = float32 on CPU, bfloat16 on GPU."""
+    attn_implementation: str = "sdpa"
+    """Attention kernel: sdpa, eager or flash_attention_2."""
+    gradient_checkpointing: bool = False
+    """Recompute activations in the backward pass (less memory, ~30% slower)."""
+    lora_rank: int = 0
+    """LoRA rank on the language model's projections (peft); 0 = full fine-tuning."""
+
+
+@dataclass
+class EnvConfig:
+    """The environment the agent trains and is evaluated on."""
+
+    id: str = "MAPO-Tiles-v0"
+    """A registered environment id (MAPO-Tiles-v0, MAPO-VStar-v0, MAPO-HRBench4K-v0, ...)."""
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    """gym.make keyword arguments for training, as KEY=VALUE (values read as JSON), e.g. coords=norm1000."""
+    eval_kwargs: dict[str, Any] = field(default_factory=lambda: {"split": "test"})
+    """gym.make keyword arguments for held-out evaluation (merged over kwargs)."""
+
+
+@dataclass
+class RolloutConfig:
+    """How trajectories are sampled."""
+
+    questions_per_step: int = 16
+    """Questions per training step (across all processes)."""
+    group_size: int = 8
+    """Rollouts per question (G of GRPO-style group normalisation)."""
+    temperature: float = 1.0
+    """Sampling temperature (log-probs use the same temperature)."""
+    top_p: float = 1.0
+    """Nucleus sampling threshold; 1.0 = off."""
+    max_new_tokens: int = 64
+    """Token budget of one generated turn."""
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and schedule."""
+
+    lr: float = 5e-4
+    """Peak learning rate of the RL stage (AdamW)."""
+    sft_lr: float = 2e-3
+    """Peak learning rate of the SFT cold-start stage."""
+    weight_decay: float = 0.01
+    """AdamW weight decay."""
+    betas: tuple[float, float] = (0.9, 0.98)
+    """AdamW betas."""
+    warmup_steps: int = 20
+    """Linear warm-up steps at the start of each stage."""
+    schedule: Literal["constant", "cosine"] = "cosine"
+    """Learning-rate decay within each stage after warm-up (cosine to 10%)."""
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm."""
+    minibatches: int = 1
+    """Optimizer steps per batch (question groups are never split across minibatches)."""
+    micro_batches: int = 1
+    """Chunks each minibatch is split into for the forward/backward passes (gradient accumulation: less memory)."""
+    epochs: int = 1
+    """Passes over each batch (PPO epochs; >1 makes later passes off-policy, clipped)."""
+
+
+@dataclass
+class TrainConfig:
+    """Train a multimodal policy to think with images: optional oracle SFT cold start, then RL."""
+
+    algo: str = "mapo"
+    """RL algorithm (a name in mapo_agent.algorithms.ALGORITHMS: mapo, grpo, dr_grpo, dapo, rloo, papo, vgpo)."""
+    algo_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Config fields of the algorithm as KEY=VALUE, e.g. kl_coef=0.01 or advantage='{"semantic_coef": 0.2}'."""
+    steps: int = 300
+    """RL steps (after the SFT stage)."""
+    sft_steps: int = 200
+    """Oracle SFT cold-start steps before RL (0 = start RL from the given model)."""
+    seed: int = 0
+    """Seed of everything: questions, sampling, option shuffles. Same seed, same run."""
+    output_dir: str = "runs/mapo-tiles"
+    """Run directory: config.json, metrics.jsonl, plots/, checkpoints/, final/."""
+    resume: bool = False
+    """Continue from the latest checkpoint in output_dir (exactly: weights, optimizer, step, data position)."""
+    save_every: int = 50
+    """Checkpoint every N steps (0 = only at the end)."""
+    keep_checkpoints: int = 2
+    """Checkpoints kept on disk (oldest deleted first)."""
+    eval_every: int = 100
+    """Held-out evaluation every N steps (0 = only at the end)."""
+    eval_episodes: int = 200
+    """Held-out episodes per evaluation (greedy decoding, split=test)."""
+    log_every: int = 1
+    """Write metrics every N steps."""
+    progress_bar: bool = True
+    """Show a progress bar on the main process."""
+    cpu: bool = False
+    """Force CPU even when a GPU is present."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    rollout: RolloutConfig = field(default_factory=RolloutConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def __post_init__(self) -> None:
+        from mapo_agent.algorithms import ALGORITHMS
+
+        ALGORITHMS.get(self.algo)  # unknown names fail now, with the list of names
+        positive = {
+            "steps": self.steps + self.sft_steps,
+            "rollout.questions_per_step": self.rollout.questions_per_step,
+            "rollout.group_size": self.rollout.group_size,
+            "rollout.max_new_tokens": self.rollout.max_new_tokens,
+            "optim.minibatches": self.optim.minibatches,
+            "optim.micro_batches": self.optim.micro_batches,
+            "optim.epochs": self.optim.epochs,
+            "eval_episodes": self.eval_episodes,
+        }
+        for name, value in positive.items():
+            if value < 1:
+                raise ConfigError(f"{name} must be >= 1, got {value}")
+        for name, value in (("steps", self.steps), ("sft_steps", self.sft_steps), ("save_every", self.save_every)):
+            if value < 0:
+                raise ConfigError(f"{name} must be >= 0, got {value}")
+        if self.optim.minibatches > self.rollout.questions_per_step:
+            raise ConfigError(
+                f"optim.minibatches ({self.optim.minibatches}) cannot exceed rollout.questions_per_step "
+                f"({self.rollout.questions_per_step}): a minibatch holds whole question groups."
+            )
+        if self.rollout.temperature <= 0 or not 0 < self.rollout.top_p <= 1:
+            raise ConfigError(
+                f"need temperature > 0 and 0 < top_p <= 1, got {self.rollout.temperature}, {self.rollout.top_p}"
+            )
+
+    @property
+    def total_steps(self) -> int:
+        """SFT steps plus RL steps."""
+        return self.sft_steps + self.steps
+
+    def stage_at(self, step: int) -> tuple[str, int, int]:
+        """``(algorithm name, first step of the stage, stage length)`` of global step ``step`` (0-based)."""
+        if step < self.sft_steps:
+            return "sft", 0, self.sft_steps
+        return self.algo, self.sft_steps, self.steps
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (JSON-serialisable)."""
+        return dataclasses.asdict(self)
+
+    def save(self, path: str | Path) -> None:
+        """Write the resolved config as JSON."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """Inverse of :meth:`to_dict`."""
+        data = dict(data)
+        nested = {"model": ModelConfig, "env": EnvConfig, "rollout": RolloutConfig, "optim": OptimConfig}
+        for key, klass in nested.items():
+            if key in data:
+                values = dict(data[key])
+                if key == "optim" and "betas" in values:
+                    values["betas"] = tuple(values["betas"])
+                data[key] = klass(**values)
+        return cls(**data)

@@ -1,0 +1,346 @@
+"""The trainer: one code path for CPU, one GPU and ``accelerate launch`` on many.
+
+Each step: draw the step's questions from ``(seed, step)``; every process plays its share of them
+(G rollouts each, through ``gym.make`` + ``reset``/``step``); the stage's algorithm selects groups,
+shapes rewards and computes advantages; then ``minibatches`` optimizer steps (``micro_batches``
+accumulated each), gradients all-reduced by DDP. The trainer never looks at an algorithm's name:
+the algorithm says where its trajectories come from (``rollout_source``), whether it needs a reference
+model, and what its loss is.
+
+Stages: ``sft_steps`` of oracle SFT (cold start), then ``steps`` of the RL algorithm, each with its own
+warm-up and decay. A run directory holds ``config.json``, ``metrics.jsonl``, ``plots/``,
+``checkpoints/`` and, at the end, ``final/`` (a loadable model folder) and ``summary.json``.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import math
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mapo_agent import checkpoint as ckpt
+from mapo_agent.algorithms import Algorithm, make_algorithm
+from mapo_agent.config import TrainConfig
+from mapo_agent.evaluation import EvalReport, evaluate
+from mapo_agent.metrics import MetricsLogger, trajectory_metrics
+from mapo_agent.policy import HFPolicy
+from mapo_agent.rollout import RolloutWorker
+from mapo_agent.types import Trajectory
+from mapo_env.errors import ConfigError, MapoError
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDiverged(MapoError):
+    """A loss, gradient or reward became NaN/inf; training stopped before the optimizer step."""
+
+
+class Trainer:
+    """Runs a :class:`~mapo_agent.config.TrainConfig`.
+
+    Args:
+        config: The run's configuration.
+        policy: Use this policy instead of loading ``config.model`` (tests, notebooks).
+    """
+
+    def __init__(self, config: TrainConfig, policy: HFPolicy | None = None) -> None:
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.config = config
+        self.run_dir = Path(config.output_dir)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        self.accelerator = Accelerator(cpu=config.cpu or not torch.cuda.is_available(), kwargs_handlers=[ddp])
+        self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
+        if config.rollout.questions_per_step % self.world:
+            raise ConfigError(
+                f"rollout.questions_per_step ({config.rollout.questions_per_step}) must be divisible by the number "
+                f"of processes ({self.world})."
+            )
+        self.policy = policy or HFPolicy.from_pretrained(
+            config.model.name_or_path,
+            device=self.accelerator.device,
+            dtype=None if config.model.dtype == "auto" else config.model.dtype,
+            attn_implementation=config.model.attn_implementation,
+            gradient_checkpointing=config.model.gradient_checkpointing,
+            lora_rank=config.model.lora_rank,
+            temperature=config.rollout.temperature,
+            top_p=config.rollout.top_p,
+            max_new_tokens=config.rollout.max_new_tokens,
+        )
+        optim = config.optim
+        self.optimizer = torch.optim.AdamW(
+            self.policy.trainable_parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
+        )
+        model, self.optimizer = self.accelerator.prepare(self.policy.model, self.optimizer)
+        self.policy.training_model = model
+        self.algorithms: dict[str, Algorithm] = {}
+        self.reference: HFPolicy | None = None
+        self.worker = RolloutWorker(config.env.id, config.env.kwargs)
+        self.eval_worker = RolloutWorker(config.env.id, {**config.env.kwargs, **config.env.eval_kwargs})
+        self.step = 0
+        self.metrics: MetricsLogger | None = None
+        self.last_eval: EvalReport | None = None
+
+    # ------------------------------------------------------------------------------------ main loop
+    def train(self) -> dict[str, Any]:
+        """Run every remaining step; returns the summary (also written to ``summary.json``)."""
+        config = self.config
+        is_main = self.accelerator.is_main_process
+        if is_main:
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            config.save(self.run_dir / "config.json")
+        self.metrics = MetricsLogger(self.run_dir) if is_main else None
+        if self.metrics is not None and not config.resume:
+            self.metrics.truncate_after(-1)  # a fresh run starts a fresh metrics file
+        start_step = self._resume() if config.resume else 0
+        started = time.perf_counter()
+        progress = self._progress(start_step)
+        for step in range(start_step, config.total_steps):
+            self.step = step
+            metrics = self._train_step(step)
+            if (config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.total_steps:
+                metrics.update(self._evaluate().metrics)
+            if is_main and (step % config.log_every == 0 or step + 1 == config.total_steps):
+                self.metrics.log(step, metrics)
+            if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == config.total_steps:
+                self.save_checkpoint(step)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix(
+                    {
+                        k.split("/")[-1]: f"{metrics[k]:.3f}"
+                        for k in ("rollout/reward", "rollout/accuracy")
+                        if k in metrics
+                    }
+                )
+        if progress is not None:
+            progress.close()
+        return self._finish(time.perf_counter() - started)
+
+    def _train_step(self, step: int) -> dict[str, float]:
+        config = self.config
+        name, stage_start, stage_length = config.stage_at(step)
+        algorithm = self._algorithm(name)
+        lr = self._lr(step - stage_start, stage_length, config.optim.sft_lr if name == "sft" else config.optim.lr)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        if algorithm.needs_reference_model and self.reference is None:
+            self.reference = self._frozen_copy()
+
+        t0 = time.perf_counter()
+        trajectories = self._collect(step, algorithm)
+        rollout_seconds = time.perf_counter() - t0
+        _check_finite("reward", [t.reward for t in trajectories], step)
+        prepared = algorithm.prepare(trajectories)
+        metrics: dict[str, float] = {
+            **trajectory_metrics(trajectories),
+            **prepared.metrics,
+            "train/stage": float(name == "sft"),
+            "train/lr": lr,
+        }
+        t1 = time.perf_counter()
+        metrics.update(self._update(algorithm, prepared.trajectories, prepared.advantages, step))
+        metrics["time/rollout_s"] = rollout_seconds
+        metrics["time/update_s"] = time.perf_counter() - t1
+        metrics["time/rollout_outside_model_share"] = self.worker.times.outside_model_share
+        tokens = sum(len(t.input_ids) for t in prepared.trajectories)
+        metrics["train/tokens_per_s"] = tokens / max(metrics["time/update_s"], 1e-9)
+        return self._reduce(metrics)
+
+    def _collect(self, step: int, algorithm: Algorithm) -> list[Trajectory]:
+        config = self.config
+        rng = np.random.default_rng([config.seed, step])
+        questions = rng.integers(self.worker.dataset_size, size=config.rollout.questions_per_step)
+        mine = questions[self.rank :: self.world]
+        torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + self.rank)
+        self.policy.eval()
+        return self.worker.run(
+            self.policy,
+            mine.tolist(),
+            config.rollout.group_size,
+            seed=config.seed * 10_000_019 + step * config.rollout.questions_per_step + self.rank * len(mine),
+            actor=algorithm.rollout_source,
+            first_group_id=self.rank * len(mine),
+        )
+
+    def _update(
+        self, algorithm: Algorithm, trajectories: list[Trajectory], advantages: torch.Tensor, step: int
+    ) -> dict[str, float]:
+        """``minibatches`` optimizer steps over whole question groups, ``epochs`` times."""
+        optim = self.config.optim
+        kept = self.accelerator.gather(torch.tensor([len(trajectories)], device=self.accelerator.device))
+        if int(kept.min()) == 0:  # some process has nothing left (e.g. every group filtered): skip together
+            return {"train/skipped": 1.0}
+        self.policy.train()
+        groups = _split_groups(trajectories, advantages, optim.minibatches)
+        totals: dict[str, list[float]] = {}
+        for _ in range(optim.epochs):
+            for group in groups:
+                self.optimizer.zero_grad(set_to_none=True)
+                chunks = _split_groups(
+                    group[0], group[1], min(optim.micro_batches, len({t.group_id for t in group[0]}))
+                )
+                for i, (chunk_trajs, chunk_adv) in enumerate(chunks):
+                    batch = self.policy.collate(chunk_trajs, chunk_adv)
+                    if algorithm.needs_reference_model:
+                        with torch.no_grad():
+                            batch.ref_logprobs = self.reference.forward(batch).logprobs.detach()
+                    sync = i + 1 == len(chunks)
+                    with self.accelerator.no_sync(self.policy.training_model) if not sync else nullcontext():
+                        loss, loss_metrics = algorithm.loss(self.policy, batch)
+                        _check_finite("loss", [float(loss.detach())], step)
+                        self.accelerator.backward(loss / len(chunks))
+                    for key, value in loss_metrics.items():
+                        totals.setdefault(key, []).append(float(value))
+                grad_norm = self.accelerator.clip_grad_norm_(self.policy.trainable_parameters(), optim.max_grad_norm)
+                _check_finite("gradient norm", [float(grad_norm)], step)
+                totals.setdefault("train/grad_norm", []).append(float(grad_norm))
+                self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return {key: sum(values) / len(values) for key, values in totals.items()}
+
+    # ---------------------------------------------------------------------------------- evaluation
+    def evaluate(self, num_questions: int | None = None) -> EvalReport:
+        """Greedy held-out evaluation (``env.eval_kwargs``, default the test split) of the current policy."""
+        n = num_questions or self.config.eval_episodes
+        self.policy.eval()
+        questions = list(range(n))[self.rank :: self.world]
+        report = evaluate(
+            self.policy,
+            self.config.env.id,
+            self.eval_worker.env_kwargs,
+            questions=questions,
+            seed=self.config.seed + 1,
+            worker=self.eval_worker,
+        )
+        self.last_eval = report
+        return report
+
+    def _evaluate(self) -> EvalReport:
+        report = self.evaluate()
+        report.metrics = self._reduce({**report.metrics, "eval/accuracy": report.accuracy})
+        return report
+
+    # ---------------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self, step: int) -> Path:
+        """Save everything needed to continue after ``step`` exactly."""
+        folder = ckpt.checkpoint_dir(self.run_dir, step)
+        self.accelerator.wait_for_everyone()
+        self.accelerator.save_state(str(folder))
+        if self.accelerator.is_main_process:
+            if self.reference is not None:
+                self.reference.base_model.save_pretrained(str(folder / "reference"))
+            ckpt.write_state(folder, {"step": step, "config": self.config.to_dict()})
+            ckpt.prune(self.run_dir, self.config.keep_checkpoints)
+        self.accelerator.wait_for_everyone()
+        return folder
+
+    def _resume(self) -> int:
+        folder = ckpt.latest_checkpoint(self.run_dir)
+        if folder is None:
+            logger.warning("resume requested but %s has no complete checkpoint; starting from scratch", self.run_dir)
+            return 0
+        self.accelerator.load_state(str(folder))
+        state = ckpt.read_state(folder)
+        if (folder / "reference").is_dir():
+            self.reference = self._frozen_copy()
+            from safetensors.torch import load_file
+
+            weights = load_file(str(next((folder / "reference").glob("*.safetensors"))))
+            self.reference.base_model.load_state_dict(weights, strict=False)
+        if self.metrics is not None:
+            self.metrics.truncate_after(state["step"])
+        logger.info("resumed from %s (step %d)", folder, state["step"])
+        return int(state["step"]) + 1
+
+    # ----------------------------------------------------------------------------------- internals
+    def _algorithm(self, name: str) -> Algorithm:
+        if name not in self.algorithms:
+            kwargs = self.config.algo_kwargs if name == self.config.algo else {}
+            self.algorithms[name] = make_algorithm(name, **kwargs)
+        return self.algorithms[name]
+
+    def _lr(self, step_in_stage: int, stage_length: int, peak: float) -> float:
+        optim = self.config.optim
+        warmup = min(optim.warmup_steps, max(stage_length - 1, 0))
+        if step_in_stage < warmup:
+            return peak * (step_in_stage + 1) / (warmup + 1)
+        if optim.schedule == "constant" or stage_length <= warmup + 1:
+            return peak
+        progress = (step_in_stage - warmup) / (stage_length - warmup - 1)
+        return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    def _frozen_copy(self) -> HFPolicy:
+        """A frozen copy of the current policy (the reference model of KL-regularised stages)."""
+        model = copy.deepcopy(self.policy.base_model).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return HFPolicy(model, self.policy.processor, temperature=self.policy.temperature)
+
+    def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
+        """Mean of each metric over processes (NaN-aware); identity on one process."""
+        if self.world == 1:
+            return metrics
+        keys = sorted(metrics)
+        values = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=self.accelerator.device)
+        gathered = self.accelerator.gather(values[None]).reshape(self.world, len(keys)).cpu()
+        return {k: float(torch.nanmean(gathered[:, i])) for i, k in enumerate(keys)}
+
+    def _progress(self, start_step: int) -> Any:
+        if not (self.config.progress_bar and self.accelerator.is_main_process):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.config.total_steps, initial=start_step, desc="mapo-train", unit="step")
+
+    def _finish(self, seconds: float) -> dict[str, Any]:
+        summary: dict[str, Any] = {"steps": self.config.total_steps, "train_seconds": seconds}
+        if self.last_eval is not None:
+            summary.update(self.last_eval.to_dict())
+        if self.accelerator.is_main_process:
+            self.policy.save_pretrained(self.run_dir / "final")
+            from mapo_agent.plots import plot_run
+
+            plot_run(self.run_dir)
+            if self.last_eval is not None:
+                self.last_eval.save(self.run_dir, "eval")
+            (self.run_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+            if self.metrics is not None:
+                self.metrics.close()
+        self.accelerator.wait_for_everyone()
+        return summary
+
+
+def _split_groups(
+    trajectories: list[Trajectory], advantages: torch.Tensor, parts: int
+) -> list[tuple[list[Trajectory], torch.Tensor]]:
+    """Split into ``parts`` chunks of whole question groups (order kept)."""
+    order: list[int] = []
+    for t in trajectories:
+        if t.group_id not in order:
+            order.append(t.group_id)
+    parts = max(1, min(parts, len(order)))
+    chunks = []
+    for part in np.array_split(np.array(order), parts):
+        ids = set(part.tolist())
+        rows = [i for i, t in enumerate(trajectories) if t.group_id in ids]
+        chunks.append(([trajectories[i] for i in rows], advantages[rows]))
+    return chunks
+
+
+def _check_finite(what: str, values: list[float], step: int) -> None:
+    if not all(math.isfinite(v) for v in values):
+        raise TrainingDiverged(
+            f"step {step}: {what} is NaN or inf; stopped before the optimizer step, so the weights of the last "
+            "checkpoint are intact. Lower the learning rate, enable gradient clipping (optim.max_grad_norm) or check "
+            "the reward function; then rerun with --resume."
+        )

@@ -41,6 +41,8 @@ class EnvConfig:
     """gym.make keyword arguments for training, as KEY=VALUE (values read as JSON), e.g. coords=norm1000."""
     eval_kwargs: dict[str, Any] = field(default_factory=lambda: {"split": "test"})
     """gym.make keyword arguments for held-out evaluation (merged over kwargs)."""
+    sft_kwargs: dict[str, Any] = field(default_factory=dict)
+    """gym.make keyword arguments of the cold-start stage only (merged over kwargs), e.g. an easier curriculum."""
 
 
 @dataclass
@@ -85,6 +87,29 @@ class OptimConfig:
     """Passes over each batch (PPO epochs; >1 makes later passes off-policy, clipped)."""
 
 
+@dataclass(frozen=True)
+class Stage:
+    """One training stage, derived from a :class:`TrainConfig`.
+
+    Attributes:
+        name: ``"cold_start"`` or ``"rl"``.
+        algo: Algorithm name.
+        algo_kwargs: Its config fields.
+        start: First global step.
+        length: Number of steps.
+        lr: Peak learning rate.
+        env_kwargs: ``gym.make`` keyword arguments of its rollouts.
+    """
+
+    name: str
+    algo: str
+    algo_kwargs: dict[str, Any]
+    start: int
+    length: int
+    lr: float
+    env_kwargs: dict[str, Any]
+
+
 @dataclass
 class TrainConfig:
     """Train a multimodal policy to think with images: optional oracle SFT cold start, then RL."""
@@ -97,6 +122,10 @@ class TrainConfig:
     """RL steps (after the SFT stage)."""
     sft_steps: int = 200
     """Oracle SFT cold-start steps before RL (0 = start RL from the given model)."""
+    sft_algo: str = "sft"
+    """Algorithm of the cold-start stage (one whose rollout_source is the oracle)."""
+    sft_kwargs: dict[str, Any] = field(default_factory=dict)
+    """Config fields of the cold-start algorithm as KEY=VALUE."""
     seed: int = 0
     """Seed of everything: questions, sampling, option shuffles. Same seed, same run."""
     output_dir: str = "runs/mapo-tiles"
@@ -126,6 +155,7 @@ class TrainConfig:
         from mapo_agent.algorithms import ALGORITHMS
 
         ALGORITHMS.get(self.algo)  # unknown names fail now, with the list of names
+        ALGORITHMS.get(self.sft_algo)
         positive = {
             "steps": self.steps + self.sft_steps,
             "rollout.questions_per_step": self.rollout.questions_per_step,
@@ -157,11 +187,21 @@ class TrainConfig:
         """SFT steps plus RL steps."""
         return self.sft_steps + self.steps
 
-    def stage_at(self, step: int) -> tuple[str, int, int]:
-        """``(algorithm name, first step of the stage, stage length)`` of global step ``step`` (0-based)."""
-        if step < self.sft_steps:
-            return "sft", 0, self.sft_steps
-        return self.algo, self.sft_steps, self.steps
+    def stages(self) -> list[Stage]:
+        """The non-empty stages in order: the cold start (if any), then RL."""
+        cold = Stage("cold_start", self.sft_algo, dict(self.sft_kwargs), 0, self.sft_steps, self.optim.sft_lr,
+                     {**self.env.kwargs, **self.env.sft_kwargs})  # fmt: skip
+        rl = Stage(
+            "rl", self.algo, dict(self.algo_kwargs), self.sft_steps, self.steps, self.optim.lr, dict(self.env.kwargs)
+        )
+        return [s for s in (cold, rl) if s.length > 0]
+
+    def stage_at(self, step: int) -> Stage:
+        """The stage global step ``step`` (0-based) belongs to."""
+        for stage in self.stages():
+            if stage.start <= step < stage.start + stage.length:
+                return stage
+        raise ConfigError(f"step {step} is outside the run's {self.total_steps} steps")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (JSON-serialisable)."""

@@ -7,9 +7,10 @@ accumulated each), gradients all-reduced by DDP. The trainer never looks at an a
 the algorithm says where its trajectories come from (``rollout_source``), whether it needs a reference
 model, and what its loss is.
 
-Stages: ``sft_steps`` of oracle SFT (cold start), then ``steps`` of the RL algorithm, each with its own
-warm-up and decay. A run directory holds ``config.json``, ``metrics.jsonl``, ``plots/``,
-``checkpoints/`` and, at the end, ``final/`` (a loadable model folder) and ``summary.json``.
+Stages: ``sft_steps`` of the cold-start algorithm (oracle SFT by default), then ``steps`` of the RL
+algorithm, each with its own learning rate, warm-up and decay, and environment kwargs. A run directory
+holds ``config.json``, ``metrics.jsonl``, ``plots/``, ``checkpoints/`` and, at the end, ``final/`` (a
+loadable model folder) and ``summary.json``.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import torch
 
 from mapo_agent import checkpoint as ckpt
 from mapo_agent.algorithms import Algorithm, make_algorithm
-from mapo_agent.config import TrainConfig
+from mapo_agent.config import Stage, TrainConfig
 from mapo_agent.evaluation import EvalReport, evaluate
 from mapo_agent.metrics import MetricsLogger, trajectory_metrics
 from mapo_agent.policy import HFPolicy
@@ -84,7 +85,7 @@ class Trainer:
         self.policy.training_model = model
         self.algorithms: dict[str, Algorithm] = {}
         self.reference: HFPolicy | None = None
-        self.worker = RolloutWorker(config.env.id, config.env.kwargs)
+        self.workers: dict[str, RolloutWorker] = {}
         self.eval_worker = RolloutWorker(config.env.id, {**config.env.kwargs, **config.env.eval_kwargs})
         self.step = 0
         self.metrics: MetricsLogger | None = None
@@ -128,42 +129,43 @@ class Trainer:
 
     def _train_step(self, step: int) -> dict[str, float]:
         config = self.config
-        name, stage_start, stage_length = config.stage_at(step)
-        algorithm = self._algorithm(name)
-        lr = self._lr(step - stage_start, stage_length, config.optim.sft_lr if name == "sft" else config.optim.lr)
+        stage = config.stage_at(step)
+        algorithm = self._algorithm(stage)
+        lr = self._lr(step - stage.start, stage.length, stage.lr)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if algorithm.needs_reference_model and self.reference is None:
             self.reference = self._frozen_copy()
 
+        worker = self._worker(stage)
         t0 = time.perf_counter()
-        trajectories = self._collect(step, algorithm)
+        trajectories = self._collect(step, algorithm, worker)
         rollout_seconds = time.perf_counter() - t0
         _check_finite("reward", [t.reward for t in trajectories], step)
         prepared = algorithm.prepare(trajectories)
         metrics: dict[str, float] = {
             **trajectory_metrics(trajectories),
             **prepared.metrics,
-            "train/stage": float(name == "sft"),
+            "train/stage": float(stage.name == "cold_start"),
             "train/lr": lr,
         }
         t1 = time.perf_counter()
         metrics.update(self._update(algorithm, prepared.trajectories, prepared.advantages, step))
         metrics["time/rollout_s"] = rollout_seconds
         metrics["time/update_s"] = time.perf_counter() - t1
-        metrics["time/rollout_outside_model_share"] = self.worker.times.outside_model_share
+        metrics["time/rollout_outside_model_share"] = worker.times.outside_model_share
         tokens = sum(len(t.input_ids) for t in prepared.trajectories)
         metrics["train/tokens_per_s"] = tokens / max(metrics["time/update_s"], 1e-9)
         return self._reduce(metrics)
 
-    def _collect(self, step: int, algorithm: Algorithm) -> list[Trajectory]:
+    def _collect(self, step: int, algorithm: Algorithm, worker: RolloutWorker) -> list[Trajectory]:
         config = self.config
         rng = np.random.default_rng([config.seed, step])
-        questions = rng.integers(self.worker.dataset_size, size=config.rollout.questions_per_step)
+        questions = rng.integers(worker.dataset_size, size=config.rollout.questions_per_step)
         mine = questions[self.rank :: self.world]
         torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + self.rank)
         self.policy.eval()
-        return self.worker.run(
+        return worker.run(
             self.policy,
             mine.tolist(),
             config.rollout.group_size,
@@ -263,11 +265,15 @@ class Trainer:
         return int(state["step"]) + 1
 
     # ----------------------------------------------------------------------------------- internals
-    def _algorithm(self, name: str) -> Algorithm:
-        if name not in self.algorithms:
-            kwargs = self.config.algo_kwargs if name == self.config.algo else {}
-            self.algorithms[name] = make_algorithm(name, **kwargs)
-        return self.algorithms[name]
+    def _algorithm(self, stage: Stage) -> Algorithm:
+        if stage.name not in self.algorithms:
+            self.algorithms[stage.name] = make_algorithm(stage.algo, **stage.algo_kwargs)
+        return self.algorithms[stage.name]
+
+    def _worker(self, stage: Stage) -> RolloutWorker:
+        if stage.name not in self.workers:
+            self.workers[stage.name] = RolloutWorker(self.config.env.id, stage.env_kwargs)
+        return self.workers[stage.name]
 
     def _lr(self, step_in_stage: int, stage_length: int, peak: float) -> float:
         optim = self.config.optim

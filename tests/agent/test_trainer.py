@@ -99,7 +99,7 @@ def test_sft_step_updates_the_model(tmp_path):
 def test_nan_loss_stops_before_the_optimizer_step(tmp_path, monkeypatch):
     config = tiny_config(tmp_path, steps=2, sft_steps=0, save_every=1)
     trainer = Trainer(config)
-    algorithm = trainer._algorithm("mapo")
+    algorithm = trainer._algorithm(config.stage_at(0))
     original = algorithm.loss
     calls = {"n": 0}
 

@@ -146,6 +146,8 @@ class TrainConfig:
     """Show a progress bar on the main process."""
     cpu: bool = False
     """Force CPU even when a GPU is present."""
+    threads: int = 0
+    """torch CPU threads per process; 0 = torch's default. Tiny models on a busy CPU are fastest with 1."""
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

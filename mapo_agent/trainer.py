@@ -58,6 +58,8 @@ class Trainer:
 
         self.config = config
         self.run_dir = Path(config.output_dir)
+        if config.threads > 0:
+            torch.set_num_threads(config.threads)
         ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
         self.accelerator = Accelerator(cpu=config.cpu or not torch.cuda.is_available(), kwargs_handlers=[ddp])
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes

@@ -20,9 +20,10 @@ import json
 import logging
 import math
 import time
+from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -44,19 +45,33 @@ class TrainingDiverged(MapoError):
     """A loss, gradient or reward became NaN/inf; training stopped before the optimizer step."""
 
 
+class Callback(Protocol):
+    """A hook into the training loop."""
+
+    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        """Called after each step (and its evaluation); may add entries to ``metrics``."""
+        ...
+
+
 class Trainer:
     """Runs a :class:`~mapo_agent.config.TrainConfig`.
 
     Args:
         config: The run's configuration.
         policy: Use this policy instead of loading ``config.model`` (tests, notebooks).
+        callbacks: Objects with ``on_step_end(trainer, step, metrics)``, called after each step (and its
+            evaluation) before the metrics are logged; they may add metrics to the dict (SB3-style
+            hooks: diagnostics, early stopping by raising).
     """
 
-    def __init__(self, config: TrainConfig, policy: HFPolicy | None = None) -> None:
+    def __init__(
+        self, config: TrainConfig, policy: HFPolicy | None = None, callbacks: Sequence[Callback] = ()
+    ) -> None:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
         self.config = config
+        self.callbacks = list(callbacks)
         self.run_dir = Path(config.output_dir)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
@@ -112,6 +127,8 @@ class Trainer:
             metrics = self._train_step(step)
             if (config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.total_steps:
                 metrics.update(self._evaluate().metrics)
+            for callback in self.callbacks:
+                callback.on_step_end(self, step, metrics)
             if is_main and (step % config.log_every == 0 or step + 1 == config.total_steps):
                 self.metrics.log(step, metrics)
             if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == config.total_steps:
@@ -141,7 +158,7 @@ class Trainer:
 
         worker = self._worker(stage)
         t0 = time.perf_counter()
-        trajectories = self._collect(step, algorithm, worker)
+        trajectories = self.collect(step)
         rollout_seconds = time.perf_counter() - t0
         _check_finite("reward", [t.reward for t in trajectories], step)
         prepared = algorithm.prepare(trajectories)
@@ -160,7 +177,14 @@ class Trainer:
         metrics["train/tokens_per_s"] = tokens / max(metrics["time/update_s"], 1e-9)
         return self._reduce(metrics)
 
-    def _collect(self, step: int, algorithm: Algorithm, worker: RolloutWorker) -> list[Trajectory]:
+    def collect(self, step: int) -> list[Trajectory]:
+        """The rollouts of global step ``step`` (this process's share), exactly as training draws them.
+
+        Questions, reset seeds and the sampling seed are functions of ``(seed, step, rank)``, so calling
+        it again for the same step with the same weights gives the same batch.
+        """
+        stage = self.config.stage_at(step)
+        algorithm, worker = self._algorithm(stage), self._worker(stage)
         config = self.config
         rng = np.random.default_rng([config.seed, step])
         questions = rng.integers(worker.dataset_size, size=config.rollout.questions_per_step)
@@ -239,7 +263,13 @@ class Trainer:
         """Save everything needed to continue after ``step`` exactly."""
         folder = ckpt.checkpoint_dir(self.run_dir, step)
         self.accelerator.wait_for_everyone()
-        self.accelerator.save_state(str(folder))
+        accelerate_logger = logging.getLogger("accelerate")
+        level = accelerate_logger.level
+        accelerate_logger.setLevel(logging.ERROR)  # it warns that tied embeddings are saved once: expected
+        try:
+            self.accelerator.save_state(str(folder))
+        finally:
+            accelerate_logger.setLevel(level)
         if self.accelerator.is_main_process:
             if self.reference is not None:
                 self.reference.base_model.save_pretrained(str(folder / "reference"))

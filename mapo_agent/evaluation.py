@@ -175,13 +175,15 @@ def evaluate(
         torch.manual_seed(seed * 7919 + repeat)
         for start in range(0, len(questions), batch_questions):
             chunk = questions[start : start + batch_questions]
+            base = seed * 1_000_003 + repeat * 100_003
             trajectories += worker.run(
                 policy,
                 chunk,
                 1,
-                seed=seed * 1_000_003 + repeat * 100_003 + start,
+                seed=base,
                 actor=actor,
                 first_group_id=start,
+                reset_seeds=[base + q for q in chunk],  # a question's option order does not depend on batching
             )
     settings = {"env_kwargs": env_kwargs or {}, "generate": generate_kwargs, "actor": actor, "seed": seed}
     return summarize(env_id, trajectories, k, settings)

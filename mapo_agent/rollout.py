@@ -107,11 +107,13 @@ class RolloutWorker:
         seed: int,
         actor: Actor = "policy",
         first_group_id: int = 0,
+        reset_seeds: Sequence[int] | None = None,
     ) -> list[Trajectory]:
         """Play ``group_size`` episodes of each question (dataset index) and return them.
 
         Episodes of one question share their reset seed (same option order: one GRPO group sees one
-        prompt) and group id ``first_group_id + position of the question``.
+        prompt), ``seed + position of the question`` unless ``reset_seeds`` gives one per question, and
+        group id ``first_group_id + position of the question``.
         """
         times = RolloutTimes()
         start = time.perf_counter()
@@ -123,7 +125,8 @@ class RolloutWorker:
         for j, env in enumerate(envs):
             question = questions[j // group_size]
             t0 = time.perf_counter()
-            obs, _ = env.reset(seed=seed + j // group_size, options={"index": int(question)})
+            reset_seed = seed + j // group_size if reset_seeds is None else int(reset_seeds[j // group_size])
+            obs, _ = env.reset(seed=reset_seed, options={"index": int(question)})
             t1 = time.perf_counter()
             states.append(policy.start_episode(obs))
             times.env += t1 - t0

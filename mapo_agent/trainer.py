@@ -16,6 +16,7 @@ loadable model folder) and ``summary.json``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import math
@@ -31,7 +32,7 @@ import torch
 from mapo_agent import checkpoint as ckpt
 from mapo_agent.algorithms import Algorithm, make_algorithm
 from mapo_agent.config import Stage, TrainConfig
-from mapo_agent.evaluation import EvalReport, evaluate
+from mapo_agent.evaluation import EvalReport, evaluate, summarize
 from mapo_agent.metrics import MetricsLogger, trajectory_metrics
 from mapo_agent.policy import HFPolicy
 from mapo_agent.rollout import RolloutWorker
@@ -250,12 +251,17 @@ class Trainer:
             seed=self.config.seed + 1,
             worker=self.eval_worker,
         )
+        if self.world > 1:  # every process reports on all the episodes
+            from accelerate.utils import gather_object
+
+            episodes = gather_object([_light(t) for t in report.trajectories])
+            report = summarize(report.env_id, episodes, report.k, report.settings)
         self.last_eval = report
         return report
 
     def _evaluate(self) -> EvalReport:
         report = self.evaluate()
-        report.metrics = self._reduce({**report.metrics, "eval/accuracy": report.accuracy})
+        report.metrics = {**report.metrics, "eval/accuracy": report.accuracy}
         return report
 
     # ---------------------------------------------------------------------------------- checkpoints
@@ -340,8 +346,19 @@ class Trainer:
 
         return tqdm(total=self.config.total_steps, initial=start_step, desc="mapo-train", unit="step")
 
+    def weight_fingerprints(self) -> list[float]:
+        """A fingerprint of the trainable weights on every process (DDP keeps them identical)."""
+        with torch.no_grad():
+            params = self.policy.trainable_parameters()
+            local = sum(float(p.double().sum()) + float(p.double().pow(2).sum()) for p in params)
+        value = torch.tensor([local], dtype=torch.float64, device=self.accelerator.device)
+        return [float(v) for v in self.accelerator.gather(value).cpu()]
+
     def _finish(self, seconds: float) -> dict[str, Any]:
         summary: dict[str, Any] = {"steps": self.config.total_steps, "train_seconds": seconds}
+        summary["processes"] = self.world
+        summary["process_index"] = self.rank
+        summary["weight_fingerprints"] = self.weight_fingerprints()
         if self.last_eval is not None:
             summary.update(self.last_eval.to_dict())
         if self.accelerator.is_main_process:
@@ -373,6 +390,13 @@ def _split_groups(
         rows = [i for i, t in enumerate(trajectories) if t.group_id in ids]
         chunks.append(([trajectories[i] for i in rows], advantages[rows]))
     return chunks
+
+
+def _light(trajectory: Trajectory) -> Trajectory:
+    """The trajectory without tokens and images (what metrics and reports read), cheap to gather."""
+    return dataclasses.replace(
+        trajectory, input_ids=[], old_logprobs=[], images=[], loss_mask=[1] * trajectory.num_generated_tokens
+    )
 
 
 def _check_finite(what: str, values: list[float], step: int) -> None:

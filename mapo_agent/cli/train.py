@@ -45,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     except MapoError as error:
         print(f"mapo-train: error: {error}", file=sys.stderr)
         return 2
+    if summary.get("process_index", 0) != 0:  # one report per run, from the main process
+        return 0
     accuracy = summary.get("avg@1")
     if accuracy is not None:
         ci, episodes = 100 * summary["ci95"], summary["num_questions"]

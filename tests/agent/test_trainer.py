@@ -154,3 +154,28 @@ def test_killed_run_resumes_with_identical_metrics(tmp_path):
     expected, got = read_metrics(full / "metrics.jsonl"), read_metrics(cut / "metrics.jsonl")
     assert [r["step"] for r in got] == [0, 1, 2, 3]
     assert comparable(got[2:]) == comparable(expected[2:])
+
+
+def test_two_cpu_processes_keep_identical_weights(tmp_path):
+    """``accelerate launch --num_processes 2 --cpu`` (gloo DDP): a few steps, the same weights on both."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    run = tmp_path / "ddp"
+    # accelerate's own --cpu launcher starts one process unless MPI is used; its multi-process launcher
+    # (torchrun underneath) with mapo-train --cpu gives gloo DDP on CPU processes.
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "mapo_agent.cli.train", "--cpu",
+        "--steps", "2", "--sft-steps", "1", "--save-every", "0", "--eval-every", "0", "--eval-episodes", "2",
+        "--rollout.questions-per-step", "2", "--rollout.group-size", "2", "--rollout.max-new-tokens", "16",
+        "--env.kwargs", "alignment=lexical", "max_turns=3", "--no-progress-bar", "--output-dir", str(run),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["processes"] == 2
+    first, second = summary["weight_fingerprints"]
+    assert first == second
+    rows = read_metrics(run / "metrics.jsonl")
+    assert [r["step"] for r in rows] == [0, 1, 2] and rows[0]["rollout/episodes"] == 2  # 1 question x 2 per process
+    assert summary["num_questions"] == 2  # the evaluation gathers both processes' episodes

@@ -173,7 +173,16 @@ class Trainer:
         metrics.update(self._update(algorithm, prepared.trajectories, prepared.advantages, step))
         metrics["time/rollout_s"] = rollout_seconds
         metrics["time/update_s"] = time.perf_counter() - t1
+        metrics["time/prepare_s"] = t1 - t0 - rollout_seconds
+        metrics["time/generate_s"] = worker.times.generate
+        metrics["time/env_s"] = worker.times.env
+        metrics["time/tokenize_s"] = worker.times.tokenize
         metrics["time/rollout_outside_model_share"] = worker.times.outside_model_share
+        # everything but model forward/backward/generate: env, parsing, scoring, tokenising, collation, advantages
+        outside = (
+            worker.times.env + worker.times.tokenize + metrics.get("time/collate_s", 0.0) + metrics["time/prepare_s"]
+        )
+        metrics["time/step_outside_model_share"] = outside / max(time.perf_counter() - t0, 1e-9)
         tokens = sum(len(t.input_ids) for t in prepared.trajectories)
         metrics["train/tokens_per_s"] = tokens / max(metrics["time/update_s"], 1e-9)
         return self._reduce(metrics)
@@ -212,6 +221,7 @@ class Trainer:
         self.policy.train()
         groups = _split_groups(trajectories, advantages, optim.minibatches)
         totals: dict[str, list[float]] = {}
+        collate_seconds = 0.0
         for _ in range(optim.epochs):
             for group in groups:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -219,7 +229,9 @@ class Trainer:
                     group[0], group[1], min(optim.micro_batches, len({t.group_id for t in group[0]}))
                 )
                 for i, (chunk_trajs, chunk_adv) in enumerate(chunks):
+                    t0 = time.perf_counter()
                     batch = self.policy.collate(chunk_trajs, chunk_adv)
+                    collate_seconds += time.perf_counter() - t0
                     if algorithm.needs_reference_model:
                         with torch.no_grad():
                             batch.ref_logprobs = self.reference.forward(batch).logprobs.detach()
@@ -235,7 +247,7 @@ class Trainer:
                 totals.setdefault("train/grad_norm", []).append(float(grad_norm))
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {key: sum(values) / len(values) for key, values in totals.items()}
+        return {"time/collate_s": collate_seconds, **{key: sum(v) / len(v) for key, v in totals.items()}}
 
     # ---------------------------------------------------------------------------------- evaluation
     def evaluate(self, num_questions: int | None = None) -> EvalReport:

@@ -1,0 +1,113 @@
+"""Endurance: resident memory over many episodes and many training steps (no leaks), decode-once caching.
+
+1. For every registered env: ``--episodes`` episodes of random actions (the action space's own sampler:
+   valid zooms, answers and garbage), cycling over ``--scenes`` samples; RSS after a warm-up and at the
+   end.
+2. With real V* data (``--vstar DIR``): the same over the real images, with the image cache's
+   hit/miss counters: every image is decoded once while it stays cached.
+3. ``--train-steps N``: N steps of the tiny agent's default training recipe; RSS at the start of RL,
+   and at the end.
+
+Usage: ``python benchmarks/endurance.py [--episodes 10000] [--train-steps 500] [--vstar path/to/vstar_bench]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import tempfile
+import time
+from dataclasses import replace
+
+import gymnasium as gym
+
+import mapo_env
+
+
+def rss_mb() -> float:
+    """Resident set size of this process in MB (Linux /proc)."""
+    with open("/proc/self/status", encoding="ascii") as fh:
+        for line in fh:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def random_episodes(env_id: str, episodes: int, scenes: int, warmup: int = 200, **kwargs) -> dict[str, float]:
+    """Play random episodes; returns RSS after ``warmup`` episodes and at the end, and the step count."""
+    env = gym.make(env_id, alignment="lexical", **kwargs)
+    env.action_space.seed(0)
+    steps, start_rss = 0, float("nan")
+    started = time.perf_counter()
+    for episode in range(episodes):
+        if episode == warmup:
+            gc.collect()
+            start_rss = rss_mb()
+        env.reset(seed=episode, options={"index": episode % scenes})
+        done = False
+        while not done:
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            steps += 1
+            done = terminated or truncated
+    gc.collect()
+    env.close()
+    return {"start_mb": start_rss, "end_mb": rss_mb(), "steps": steps, "seconds": time.perf_counter() - started}
+
+
+def training_rss(steps: int) -> dict[str, float]:
+    """RSS at the first RL step and at the end of a ``steps``-step default run (cold start included)."""
+    from mapo_agent.config import TrainConfig
+    from mapo_agent.trainer import Trainer
+
+    marks: dict[str, float] = {}
+
+    class Probe:
+        def on_step_end(self, trainer, step, metrics):
+            if step == trainer.config.sft_steps:
+                gc.collect()
+                marks["start_mb"] = rss_mb()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        recipe = TrainConfig()
+        sft = min(recipe.sft_steps, steps // 5)
+        config = replace(recipe, steps=steps - sft, sft_steps=sft, output_dir=tmp, eval_every=0, eval_episodes=20,
+                         save_every=100, progress_bar=False, threads=1)  # fmt: skip
+        started = time.perf_counter()
+        Trainer(config, callbacks=[Probe()]).train()
+    gc.collect()
+    return {**marks, "end_mb": rss_mb(), "steps": steps, "seconds": time.perf_counter() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--episodes", type=int, default=10_000, help="random episodes per env")
+    parser.add_argument("--scenes", type=int, default=16, help="distinct samples cycled through")
+    parser.add_argument("--vstar", help="real V* Bench folder (optional)")
+    parser.add_argument("--train-steps", type=int, default=0, help="training steps of the tiny agent (0 = skip)")
+    args = parser.parse_args()
+
+    print(f"Random episodes ({args.episodes} per env, {args.scenes} scenes cycled): resident memory")
+    print(f"{'env':<22} {'steps':>7} {'RSS after warm-up':>18} {'RSS at end':>11} {'growth':>8} {'time':>7}")
+    runs = [(env_id, {}) for env_id in mapo_env.ENV_IDS]
+    if args.vstar:
+        runs.append(("MAPO-VStar-v0", {"data_dir": args.vstar}))
+    for env_id, kwargs in runs:
+        name = env_id + (" (real)" if kwargs else "")
+        r = random_episodes(env_id, args.episodes, args.scenes, **kwargs)
+        print(f"{name:<22} {r['steps']:>7} {r['start_mb']:>15.1f} MB {r['end_mb']:>8.1f} MB "
+              f"{r['end_mb'] - r['start_mb']:>+6.1f}MB {r['seconds']:>6.0f}s")  # fmt: skip
+    if args.vstar:
+        from mapo_env.data.io import default_image_cache
+
+        stats = default_image_cache().stats()
+        print(f"\nV* image cache: {stats}  (misses = images decoded; each of the {args.scenes} scenes once)")
+    if args.train_steps:
+        r = training_rss(args.train_steps)
+        print(
+            f"\nTraining {r['steps']} steps of the tiny agent ({r['seconds'] / 60:.1f} min): RSS at the first RL step "
+            f"{r['start_mb']:.1f} MB, at the end {r['end_mb']:.1f} MB ({r['end_mb'] - r['start_mb']:+.1f} MB)"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -148,6 +148,8 @@ class TrainConfig:
     """Force CPU even when a GPU is present."""
     threads: int = 0
     """torch CPU threads per process; 0 = torch's default. Tiny models on a busy CPU are fastest with 1."""
+    find_unused_parameters: bool = False
+    """Multi-process DDP: tolerate parameters without gradient in a step (slower; needed with frozen branches)."""
     model: ModelConfig = field(default_factory=ModelConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)

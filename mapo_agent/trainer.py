@@ -76,7 +76,7 @@ class Trainer:
         self.run_dir = Path(config.output_dir)
         if config.threads > 0:
             torch.set_num_threads(config.threads)
-        ddp = DistributedDataParallelKwargs(find_unused_parameters=True)
+        ddp = DistributedDataParallelKwargs(find_unused_parameters=config.find_unused_parameters)
         self.accelerator = Accelerator(cpu=config.cpu or not torch.cuda.is_available(), kwargs_handlers=[ddp])
         self.rank, self.world = self.accelerator.process_index, self.accelerator.num_processes
         if config.rollout.questions_per_step % self.world:

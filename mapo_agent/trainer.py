@@ -374,7 +374,7 @@ class Trainer:
         if self.last_eval is not None:
             summary.update(self.last_eval.to_dict())
         if self.accelerator.is_main_process:
-            self.policy.save_pretrained(self.run_dir / "final")
+            self.policy.save_pretrained(self.run_dir / "final", merge_lora=True)  # loadable like any checkpoint
             from mapo_agent.plots import plot_run
 
             plot_run(self.run_dir)

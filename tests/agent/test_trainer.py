@@ -179,3 +179,20 @@ def test_two_cpu_processes_keep_identical_weights(tmp_path):
     rows = read_metrics(run / "metrics.jsonl")
     assert [r["step"] for r in rows] == [0, 1, 2] and rows[0]["rollout/episodes"] == 2  # 1 question x 2 per process
     assert summary["num_questions"] == 2  # the evaluation gathers both processes' episodes
+
+
+def test_lora_run_saves_a_loadable_merged_model(tmp_path):
+    from mapo_agent.config import ModelConfig
+    from mapo_agent.policy import HFPolicy
+
+    config = tiny_config(tmp_path, steps=1, sft_steps=1, model=ModelConfig(lora_rank=4))
+    trainer = Trainer(config)
+    trainable = sum(p.numel() for p in trainer.policy.trainable_parameters())
+    total = sum(p.numel() for p in trainer.policy.parameters())
+    assert 0 < trainable < total / 10  # only the adapters train
+    trainer.train()
+    reloaded = HFPolicy.from_pretrained(str(tmp_path / "run" / "final"), device="cpu")
+    assert not hasattr(reloaded.model, "merge_and_unload")
+    assert sum(p.numel() for p in reloaded.parameters()) == sum(
+        p.numel() for p in HFPolicy.from_pretrained().parameters()
+    )

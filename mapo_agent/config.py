@@ -122,7 +122,7 @@ class TrainConfig:
     """RL steps (after the SFT stage)."""
     sft_steps: int = 200
     """Oracle SFT cold-start steps before RL (0 = start RL from the given model)."""
-    sft_algo: str = "sft"
+    sft_algo: str = "grounded_sft"
     """Algorithm of the cold-start stage (one whose rollout_source is the oracle)."""
     sft_kwargs: dict[str, Any] = field(default_factory=dict)
     """Config fields of the cold-start algorithm as KEY=VALUE."""

@@ -13,6 +13,7 @@ episode state as if the model had written it, so SFT trains on exactly the token
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,9 @@ from typing import Any, Literal, Protocol
 import gymnasium as gym
 
 import mapo_env  # noqa: F401  (registers the MAPO-* ids)
-from mapo_agent.types import Trajectory
+from mapo_agent.types import GroundedObject, Grounding, Trajectory
+from mapo_env.core import ThinkWithImagesEnv
+from mapo_env.errors import ResetNeeded
 from mapo_env.oracle import Oracle
 
 Actor = Literal["policy", "oracle"]
@@ -114,7 +117,22 @@ class RolloutWorker:
         Episodes of one question share their reset seed (same option order: one GRPO group sees one
         prompt), ``seed + position of the question`` unless ``reset_seeds`` gives one per question, and
         group id ``first_group_id + position of the question``.
+
+        With ``actor="oracle"`` each question is played once and its trajectory copied ``group_size``
+        times: the scripted expert is deterministic and the group's episodes share their reset seed, so
+        the copies are exactly what playing them would give (at ``1 / group_size`` of the cost).
         """
+        if actor == "oracle" and group_size > 1:
+            once = self.run(
+                policy,
+                questions,
+                1,
+                seed=seed,
+                actor=actor,
+                first_group_id=first_group_id,
+                reset_seeds=reset_seeds,
+            )
+            return [_copy_trajectory(t) for t in once for _ in range(group_size)]
         times = RolloutTimes()
         start = time.perf_counter()
         envs = self._envs(len(questions) * group_size)
@@ -156,6 +174,10 @@ class RolloutWorker:
                     still_live.append(j)
                 times.tokenize += time.perf_counter() - t1
             live = still_live
+        for record, env in zip(records, envs):
+            grounding = grounding_of(env)
+            if grounding is not None:
+                record.info["grounding"] = grounding
         trajectories = [
             policy.to_trajectory(
                 states[j],
@@ -174,6 +196,49 @@ class RolloutWorker:
         for env in self.envs:
             env.close()
         self.envs.clear()
+
+
+def _copy_trajectory(trajectory: Trajectory) -> Trajectory:
+    """A copy whose lists and info dict can be changed without touching the original (images are shared)."""
+    return dataclasses.replace(
+        trajectory,
+        input_ids=list(trajectory.input_ids),
+        loss_mask=list(trajectory.loss_mask),
+        old_logprobs=list(trajectory.old_logprobs),
+        images=list(trajectory.images),
+        alignment_scores=list(trajectory.alignment_scores),
+        tool_errors=list(trajectory.tool_errors),
+        target_ious=list(trajectory.target_ious),
+        turn_spans=list(trajectory.turn_spans),
+        info=dict(trajectory.info),
+    )
+
+
+def grounding_of(env: gym.Env) -> Grounding | None:
+    """The ground truth of the episode ``env`` just played: its images' regions and the scene's objects.
+
+    Read from ``env.unwrapped`` after the episode (the images are the full view, then every crop, in
+    the order the policy received them). ``None`` for environments that are not a
+    :class:`~mapo_env.core.ThinkWithImagesEnv` or have no episode.
+    """
+    base = env.unwrapped
+    if not isinstance(base, ThinkWithImagesEnv):
+        return None
+    try:
+        sample, frames = base.current_sample, base.image_frames
+    except ResetNeeded:
+        return None
+
+    def grounded(obj: Any) -> GroundedObject:
+        return GroundedObject(obj.name, obj.caption(), tuple(float(v) for v in obj.bbox))
+
+    return Grounding(
+        coords=str(base.coords),
+        regions=tuple(tuple(float(v) for v in f.region) for f in frames),
+        shown_sizes=tuple((int(f.shown_size[0]), int(f.shown_size[1])) for f in frames),
+        objects=tuple(grounded(o) for o in sample.objects),
+        targets=tuple(grounded(t) for t in sample.targets),
+    )
 
 
 @dataclass

@@ -14,6 +14,45 @@ import numpy as np
 import torch
 
 
+@dataclass(frozen=True)
+class GroundedObject:
+    """An annotated object of an episode's image, as a grounding loss reads it.
+
+    Attributes:
+        name: What the object is called (``"red tile"``): the words a zoom label uses.
+        caption: The name with its attributes (``"checkerboard red tile"``): what a close look shows.
+        bbox: ``(x1, y1, x2, y2)`` in original-image pixels.
+    """
+
+    name: str
+    caption: str
+    bbox: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Where each image of an episode comes from and what it shows (ground truth for grounding losses).
+
+    The rollout worker attaches it as ``Trajectory.info["grounding"]`` for environments that know
+    their objects (every :class:`~mapo_env.core.ThinkWithImagesEnv`); a trajectory without it is
+    simply skipped by grounding losses.
+
+    Attributes:
+        coords: The environment's coordinate frame of ``bbox_2d`` (``"pixel"``, ``"norm1000"``, ...).
+        regions: Per image of the trajectory, in order: the region of the original it shows
+            (original pixels; the full view is the whole image, then every crop).
+        shown_sizes: Per image: ``(width, height)`` of the array the model received.
+        objects: Every annotated object of the scene.
+        targets: The objects the question is about, in the order an expert zooms on them.
+    """
+
+    coords: str
+    regions: tuple[tuple[float, float, float, float], ...]
+    shown_sizes: tuple[tuple[int, int], ...]
+    objects: tuple[GroundedObject, ...]
+    targets: tuple[GroundedObject, ...]
+
+
 @dataclass
 class Trajectory:
     """One episode, as tokens plus what the environment reported.
@@ -35,7 +74,8 @@ class Trajectory:
         num_turns: Assistant turns taken.
         truncated: The episode ended without an answer (turn or length limit).
         turn_spans: ``(start, end)`` token indices of each generated turn in ``input_ids``.
-        info: The last ``info`` dict and any extras (category, sample id, ...).
+        info: The last ``info`` dict and any extras (category, sample id, ...; ``"grounding"``: a
+            :class:`Grounding` when the environment knows its objects).
     """
 
     input_ids: list[int]
@@ -106,12 +146,19 @@ class ForwardOutput:
         entropy: (B, T) entropy of the next-token distribution that predicted token t.
         hidden_states: (B, T, D) last-layer hidden states, when requested, else ``None``.
         image_token_mask: (B, T) bool, True at image placeholder tokens.
+        layer_hidden_states: When requested: the residual stream before each decoder layer and
+            after the last, ``num_layers + 1`` tensors (B, T, D). Entry 0 holds the input
+            embeddings, i.e. at image tokens the vision features exactly as the language model
+            receives them.
+        attentions: When requested: per decoder layer, (B, heads, T, T) attention probabilities.
     """
 
     logprobs: torch.Tensor
     entropy: torch.Tensor
     hidden_states: torch.Tensor | None = None
     image_token_mask: torch.Tensor | None = None
+    layer_hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -177,6 +224,9 @@ class TrainablePolicy(Protocol):
         image_patch_mask_ratio: float = 0.0,
         mask_generator: torch.Generator | None = None,
         output_hidden_states: bool = False,
+        output_layer_hidden_states: bool = False,
+        output_attentions: bool = False,
+        loss_positions_only: bool = False,
     ) -> ForwardOutput:
         """Teacher-forced pass with gradients.
 
@@ -186,5 +236,41 @@ class TrainablePolicy(Protocol):
                 before encoding (PAPO's masked view); 0 leaves images untouched.
             mask_generator: Random generator for the patch mask (reproducibility).
             output_hidden_states: Fill :attr:`ForwardOutput.hidden_states` (last layer).
+            output_layer_hidden_states: Fill :attr:`ForwardOutput.layer_hidden_states` (every layer).
+                Optional for policies; grounding losses need it.
+            output_attentions: Fill :attr:`ForwardOutput.attentions`. Optional for policies;
+                pointing losses need it.
+            loss_positions_only: Log-probs and entropy may be computed only where ``loss_mask`` is 1
+                (0 elsewhere): a speed hint for losses that read nothing else. Optional for policies.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class ImageTokens:
+    """Where one image's placeholder tokens sit in a batch row, and the grid they form.
+
+    Attributes:
+        positions: (N,) int64 positions in the row, in raster order over the grid (row by row).
+        grid: ``(rows, cols)`` of merged image tokens; ``rows * cols == N``. Token ``(r, c)`` covers
+            the shown image's region ``[c * W / cols, r * H / rows, (c + 1) * W / cols, (r + 1) * H / rows]``.
+    """
+
+    positions: torch.Tensor
+    grid: tuple[int, int]
+
+
+class GroundablePolicy(TrainablePolicy, Protocol):
+    """A :class:`TrainablePolicy` that also exposes what grounding losses need (image-token layout, LM head)."""
+
+    def image_tokens(self, batch: TrainBatch) -> list[list[ImageTokens]]:
+        """Per row, per image of the row's trajectory (in order): its tokens and grid."""
+        ...
+
+    def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The language-model head applied to hidden states (..., D) -> (..., V), without the final norm."""
+        ...
+
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens added)."""
         ...

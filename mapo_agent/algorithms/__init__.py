@@ -2,7 +2,7 @@
 
 Importing this package registers every bundled algorithm in :data:`ALGORITHMS` and every estimator
 in :data:`ADVANTAGE_ESTIMATORS`. Build one by name with :func:`make_algorithm` (``"mapo"``,
-``"grpo"``, ``"dr_grpo"``, ``"dapo"``, ``"rloo"``, ``"papo"``, ``"vgpo"``, ``"sft"``).
+``"grpo"``, ``"dr_grpo"``, ``"dapo"``, ``"rloo"``, ``"papo"``, ``"vgpo"``, ``"sft"``, ``"grounded_sft"``).
 """
 
 from mapo_agent.algorithms.advantages import ADVANTAGE_ESTIMATORS, AdvantageConfig
@@ -16,6 +16,7 @@ from mapo_agent.algorithms.base import (
 )
 from mapo_agent.algorithms.dapo import DAPO, DAPOConfig
 from mapo_agent.algorithms.dr_grpo import DrGRPO, DrGRPOConfig
+from mapo_agent.algorithms.grounding import GroundedSFT, GroundedSFTConfig
 from mapo_agent.algorithms.grpo import GRPO, GRPOConfig
 from mapo_agent.algorithms.mapo import MAPO, MAPOConfig
 from mapo_agent.algorithms.papo import PAPO, PAPOConfig
@@ -40,6 +41,8 @@ __all__ = [
     "DrGRPO",
     "DrGRPOConfig",
     "GRPOConfig",
+    "GroundedSFT",
+    "GroundedSFTConfig",
     "GroupSelection",
     "MAPOConfig",
     "PAPOConfig",

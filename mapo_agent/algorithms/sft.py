@@ -12,9 +12,9 @@ from dataclasses import dataclass
 
 import torch
 
-from mapo_agent.algorithms.base import ALGORITHMS, Algorithm, AlgorithmConfig, batch_on_device
+from mapo_agent.algorithms.base import ALGORITHMS, Algorithm, AlgorithmConfig, GroupSelection, batch_on_device
 from mapo_agent.algorithms.losses import aggregate, masked_mean
-from mapo_agent.types import AdvantageInput, TrainablePolicy, TrainBatch
+from mapo_agent.types import AdvantageInput, TrainablePolicy, TrainBatch, Trajectory
 
 
 @dataclass
@@ -29,6 +29,21 @@ class SFT(Algorithm):
     config_class = SFTConfig
     config: SFTConfig
     rollout_source = "oracle"
+
+    def select_groups(self, trajectories: list[Trajectory]) -> GroupSelection:
+        """Drop exact duplicates within a group (the trainer plays each oracle question ``group_size`` times).
+
+        Every group holds the same number of identical copies of the expert's episode, so keeping one
+        leaves the loss and its gradient unchanged and makes the update ``group_size`` times cheaper.
+        """
+        seen: set[tuple[int, tuple[int, ...]]] = set()
+        kept = []
+        for trajectory in trajectories:
+            key = (trajectory.group_id, tuple(trajectory.input_ids))
+            if key not in seen:
+                seen.add(key)
+                kept.append(trajectory)
+        return GroupSelection(kept, num_groups=len({t.group_id for t in trajectories}))
 
     def compute_advantages(self, inp: AdvantageInput) -> torch.Tensor:
         """Zeros (B,): SFT has no advantage."""

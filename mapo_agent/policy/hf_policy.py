@@ -16,6 +16,7 @@ temperature, entropy, optional last hidden states, optional PAPO patch masking).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
@@ -34,7 +35,7 @@ from mapo_agent.policy.ops import (
     token_logprobs_and_entropy,
 )
 from mapo_agent.policy.processor import QwenVLProcessor, pad_sequences
-from mapo_agent.types import ForwardOutput, TrainBatch, Trajectory
+from mapo_agent.types import ForwardOutput, ImageTokens, TrainBatch, Trajectory
 from mapo_env.errors import ConfigError, DependencyNotInstalled
 
 logger = logging.getLogger(__name__)
@@ -327,8 +328,18 @@ class HFPolicy:
         image_patch_mask_ratio: float = 0.0,
         mask_generator: torch.Generator | None = None,
         output_hidden_states: bool = False,
+        output_layer_hidden_states: bool = False,
+        output_attentions: bool = False,
+        loss_positions_only: bool = False,
     ) -> ForwardOutput:
-        """Teacher-forced pass with gradients (see :class:`mapo_agent.types.TrainablePolicy`)."""
+        """Teacher-forced pass with gradients (see :class:`mapo_agent.types.TrainablePolicy`).
+
+        ``output_attentions`` runs the language model's attention eagerly for this call (SDPA kernels
+        do not return probabilities); the vision tower keeps its kernel. ``loss_positions_only``
+        applies the LM head only where the next token is on the loss mask (log-probs and entropy are
+        0 elsewhere): the same loss for every algorithm that masks it, with a fraction of the head's
+        cost (the head is ~15% of a tiny model's step).
+        """
         batch = batch.to(self.device)
         inputs = dict(batch.model_inputs)
         if "pixel_values" in inputs:
@@ -338,24 +349,88 @@ class HFPolicy:
                     pixel_values, inputs["image_grid_thw"], image_patch_mask_ratio, mask_generator
                 )
             inputs["pixel_values"] = pixel_values.to(self.dtype)
-        out = self.training_model(
-            input_ids=batch.input_ids,
-            attention_mask=batch.attention_mask,
-            use_cache=False,
-            output_hidden_states=output_hidden_states,
-            **inputs,
-        )
-        logprobs, entropy = token_logprobs_and_entropy(
-            out.logits, batch.input_ids, batch.attention_mask, self.temperature
-        )
+        keep = _predicting_positions(batch.loss_mask) if loss_positions_only else None
+        if keep is not None:
+            inputs["logits_to_keep"] = keep
+        with self._eager_text_attention(output_attentions):
+            out = self.training_model(
+                input_ids=batch.input_ids,
+                attention_mask=batch.attention_mask,
+                use_cache=False,
+                output_hidden_states=output_hidden_states or output_layer_hidden_states,
+                output_attentions=output_attentions,
+                **inputs,
+            )
+        if keep is None:
+            logprobs, entropy = token_logprobs_and_entropy(
+                out.logits, batch.input_ids, batch.attention_mask, self.temperature
+            )
+        else:
+            logprobs, entropy = _scatter_logprobs(out.logits, batch.input_ids, keep, self.temperature)
         return ForwardOutput(
             logprobs=logprobs,
             entropy=entropy,
             hidden_states=out.hidden_states[-1] if output_hidden_states else None,
             image_token_mask=batch.input_ids == self.processor.image_token_id,
+            layer_hidden_states=tuple(out.hidden_states) if output_layer_hidden_states else None,
+            attentions=tuple(out.attentions) if output_attentions else None,
         )
 
+    # ------------------------------------------------------------------------------------ grounding
+    def image_tokens(self, batch: TrainBatch) -> list[list[ImageTokens]]:
+        """Per row of ``batch``, per image of its trajectory: the image's token positions and grid.
+
+        Merged image tokens come in raster order over the ``(h / merge, w / merge)`` patch grid of
+        ``image_grid_thw`` (Qwen2-VL's layout), one image after the other in placeholder order.
+        """
+        grids = batch.model_inputs.get("image_grid_thw")
+        merge = self.processor.merge_size
+        out: list[list[ImageTokens]] = []
+        index = 0
+        for row, trajectory in enumerate(batch.trajectories):
+            positions = (batch.input_ids[row] == self.processor.image_token_id).nonzero().flatten().cpu()
+            images, offset = [], 0
+            for _ in trajectory.images:
+                t, h, w = (int(v) for v in grids[index])
+                rows, cols = t * h // merge, w // merge
+                images.append(ImageTokens(positions[offset : offset + rows * cols], (rows, cols)))
+                offset += rows * cols
+                index += 1
+            out.append(images)
+        return out
+
+    def lm_head_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The language-model head applied to ``hidden`` (..., D) -> (..., V), without the final norm.
+
+        With tied embeddings (the bundled agent) this scores ``hidden`` against every token's input
+        embedding: grounding losses use it to make image tokens look like the words that name them.
+        """
+        return self.base_model.get_output_embeddings()(hidden)
+
+    def encode_text(self, text: str) -> list[int]:
+        """Token ids of ``text`` (no special tokens added)."""
+        return self.processor.encode_text(text)
+
     # ------------------------------------------------------------------------------------ internals
+    @contextlib.contextmanager
+    def _eager_text_attention(self, enabled: bool) -> Iterator[None]:
+        """Run the language model's attention with the eager kernel inside the block (when ``enabled``)."""
+        config = getattr(self.base_model.config, "text_config", self.base_model.config)
+        previous = getattr(config, "_attn_implementation", "eager")
+        if not enabled or previous == "eager":
+            yield
+            return
+        self.base_model.set_attn_implementation({"text_config": "eager"})
+        # The vision tower (still SDPA) sees output_attentions too and would warn that it cannot return them.
+        sdpa_logger = logging.getLogger("transformers.integrations.sdpa_attention")
+        level = sdpa_logger.level
+        sdpa_logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            sdpa_logger.setLevel(level)
+            self.base_model.set_attn_implementation({"text_config": previous})
+
     def _stop_token_ids(self) -> list[int]:
         ids = [self.processor.turn_end_token_id, self.processor.tokenizer.eos_token_id]
         eos = getattr(getattr(self.base_model, "generation_config", None), "eos_token_id", None)
@@ -428,6 +503,27 @@ class HFPolicy:
                 )
         inputs.update(pixel_values=encoded.pixel_values, image_grid_thw=encoded.image_grid_thw)
         return inputs
+
+
+def _predicting_positions(loss_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool: True at position t when token t + 1 is on the loss mask (the logits the loss reads)."""
+    keep = torch.zeros(loss_mask.shape, dtype=torch.bool, device=loss_mask.device)
+    keep[:, :-1] = loss_mask[:, 1:] > 0
+    return keep
+
+
+def _scatter_logprobs(
+    logits: torch.Tensor, input_ids: torch.Tensor, keep: torch.Tensor, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Token log-probs and entropies (B, T) from logits (N, V) at the ``keep`` positions; 0 elsewhere."""
+    logprobs = torch.log_softmax(logits.float() / temperature, dim=-1)  # (N, V)
+    targets = torch.zeros_like(keep)
+    targets[:, 1:] = keep[:, :-1]  # the tokens those positions predict
+    token_logprobs = logprobs.gather(-1, input_ids[targets].unsqueeze(-1)).squeeze(-1)  # (N,)
+    entropy = -(logprobs.exp() * logprobs).sum(-1)  # (N,)
+    out_lp = torch.zeros(keep.shape, dtype=torch.float32, device=logits.device)
+    out_ent = torch.zeros(keep.shape, dtype=torch.float32, device=logits.device)
+    return out_lp.masked_scatter(targets, token_logprobs), out_ent.masked_scatter(targets, entropy)
 
 
 def _pad_floats(rows: list[list[float]] | list[list[int]], length: int) -> torch.Tensor:

@@ -8,12 +8,16 @@ from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.envs.common import Split, choose_dataset
 from mapo_env.errors import ConfigError
 
-TILES_SYSTEM_PROMPT = (
-    "Find the tile the question names, zoom on it with "
-    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"label": "...", "bbox_2d": [x1, y1, x2, y2]}}'
-    "</tool_call>, then answer with <answer>LETTER</answer>."
-)
-"""Short on purpose: every prompt token costs a tiny CPU model compute."""
+TILES_SYSTEM_PROMPT = "Zoom on the tile, then answer."
+"""Minimal on purpose: every prompt token costs a tiny CPU model compute, and the bundled agent learns the
+format from its cold start. A pretrained model needs the call format: pass ``system_prompt=None`` for the
+full default prompt (tool schema and grammar, :func:`mapo_env.prompts.default_system_prompt`)."""
+TILES_GENERATOR_DEFAULTS: dict[str, Any] = {"position_ramp": 40}
+"""Scene knobs this env uses unless ``generator_kwargs`` says otherwise (see :class:`TilesSceneGenerator`).
+
+The position ramp (a faint red/blue colour gradient on the background) gives every image token its
+absolute position, as a map's grid does: Qwen2.5-VL's vision tower has rotary positions only.
+"""
 
 
 class TilesEnv(ThinkWithImagesEnv):
@@ -34,7 +38,13 @@ class TilesEnv(ThinkWithImagesEnv):
 
     The loop, spaces, rewards and info are those of :class:`~mapo_env.core.ThinkWithImagesEnv`; the
     defaults differ: every image is shown at 112x112 (``max_pixels = crop_min_pixels = 112*112``),
-    ``max_turns=4``, a short system prompt (:data:`TILES_SYSTEM_PROMPT`).
+    ``max_turns=4``, a short system prompt (:data:`TILES_SYSTEM_PROMPT`), the options in a fixed
+    order (``shuffle_options=False``: letter A is always "horizontal stripes", so the answer is a
+    1-hop read of the crop; pass ``shuffle_options=True`` for the benchmark protocol), and a faint
+    position ramp on the background (:data:`TILES_GENERATOR_DEFAULTS`), and the ``"lexical"``
+    alignment scorer (word F1 of the label against the crop's captions: exact for these scenes, and
+    free, where the MiniLM scorer costs ~50 ms per crop on a CPU). None of these shows the answer: the
+    full view is still byte-identical whatever the target's pattern.
 
     ## Arguments
 
@@ -50,12 +60,14 @@ class TilesEnv(ThinkWithImagesEnv):
     | ``split`` | ``"train"`` | ``"train"`` or ``"test"`` (disjoint scenes) |
     | ``num_samples`` | 1000000 | size of the virtual dataset |
     | ``dataset_seed`` | 0 | shifts every scene |
-    | ``generator_kwargs`` | {} | ``grid``, ``canvas``, ``num_colored``, ``num_clutter`` (curriculum knobs) |
+    | ``generator_kwargs`` | ramp 40 | scene knobs (``grid``, ``num_colored``, ``position_ramp``...) over defaults |
+    | ``shuffle_options`` | False | shuffle the options per episode (True: the benchmark protocol) |
     | everything else | | :class:`~mapo_env.core.ThinkWithImagesEnv` arguments |
 
     ## Version History
 
-    - v0: initial release.
+    - v0: initial release; fixed option order, position ramp and a shorter prompt by default (the
+      bundled agent's recipe, ``docs/learning.md``).
     """
 
     def __init__(
@@ -71,12 +83,14 @@ class TilesEnv(ThinkWithImagesEnv):
         if data_dir is not None:
             raise ConfigError("MAPO-Tiles-v0 is procedural only; it takes no data_dir")
 
+        knobs = {**TILES_GENERATOR_DEFAULTS, **(generator_kwargs or {})}
+
         def make_generator():
             from mapo_env.data.procedural import TilesSceneGenerator
 
-            return TilesSceneGenerator(**(generator_kwargs or {}))
+            return TilesSceneGenerator(**knobs)
 
-        canvas = (generator_kwargs or {}).get("canvas", 224)
+        canvas = knobs.get("canvas", 224)
         shown = (canvas // 2) ** 2
         for key, value in (
             ("max_pixels", shown),
@@ -85,6 +99,8 @@ class TilesEnv(ThinkWithImagesEnv):
             ("crop_min_pixels", shown),
             ("max_turns", 4),
             ("system_prompt", TILES_SYSTEM_PROMPT),
+            ("shuffle_options", False),
+            ("alignment", "lexical"),
         ):
             kwargs.setdefault(key, value)
         dataset = choose_dataset(

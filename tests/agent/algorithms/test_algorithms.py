@@ -26,6 +26,7 @@ from mapo_env.errors import ConfigError, UnknownNameError
 from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectories, make_trajectory
 
 MIXED = [[True, False, True], [False, False, True, True], [True, True, True], [False, False]]
+ORACLE_ALGORITHMS = ("sft", "grounded_sft")
 
 
 def update_step(algo: Algorithm, policy: FakePolicy, trajectories, reference: FakePolicy | None = None):
@@ -40,7 +41,7 @@ def update_step(algo: Algorithm, policy: FakePolicy, trajectories, reference: Fa
 
 
 def test_all_bundled_algorithms_registered():
-    assert ALGORITHMS.names() == ["dapo", "dr_grpo", "grpo", "mapo", "papo", "rloo", "sft", "vgpo"]
+    assert ALGORITHMS.names() == ["dapo", "dr_grpo", "grounded_sft", "grpo", "mapo", "papo", "rloo", "sft", "vgpo"]
 
 
 @pytest.mark.parametrize("name", ALGORITHMS.names())
@@ -63,7 +64,7 @@ def test_one_optimizer_step_changes_parameters_and_loss_is_finite(name):
     assert prepared.advantages.shape == (len(prepared.trajectories),)
 
 
-@pytest.mark.parametrize("name", [n for n in ALGORITHMS.names() if n != "sft"])
+@pytest.mark.parametrize("name", [n for n in ALGORITHMS.names() if n not in ORACLE_ALGORITHMS])
 def test_policy_gradient_metrics_present(name):
     policy = FakePolicy()
     _, _, _, metrics = update_step(make_algorithm(name), policy, make_batch_trajectories(policy, MIXED))
@@ -74,8 +75,8 @@ def test_policy_gradient_metrics_present(name):
 
 
 def test_rollout_source_and_reference_flags():
-    assert make_algorithm("sft").rollout_source == "oracle"
-    assert all(make_algorithm(n).rollout_source == "policy" for n in ALGORITHMS.names() if n != "sft")
+    assert all(make_algorithm(n).rollout_source == "oracle" for n in ORACLE_ALGORITHMS)
+    assert all(make_algorithm(n).rollout_source == "policy" for n in ALGORITHMS.names() if n not in ORACLE_ALGORITHMS)
     assert not any(make_algorithm(n).needs_reference_model for n in ALGORITHMS.names())
     assert make_algorithm("grpo", kl_coef=0.01).needs_reference_model
 

@@ -193,17 +193,23 @@ class GroundedSFT(SFT):
                 f"pointing_layers {missing} do not exist: the model has {len(attentions)} layers "
                 f"(use 0..{len(attentions) - 1})."
             )
-        heads = self.config.pointing_heads
+        device = attentions[0].device
+        length = attentions[0].shape[-1]
+        rows = torch.as_tensor([row for row, _, _ in targets.pointing], device=device)
+        queries = torch.zeros(len(targets.pointing), length, dtype=torch.bool, device=device)
+        keys = torch.zeros(len(targets.pointing), length, dtype=torch.float32, device=device)
+        for i, (_, query, key) in enumerate(targets.pointing):
+            queries[i, query] = True
+            keys[i, key] = 1.0
+        per_query = queries.sum(-1).clamp(min=1).float()  # (E,)
         terms, masses = [], []
         for layer in self.config.pointing_layers:
-            probs = attentions[layer]
-            for row, queries, keys in targets.pointing:
-                q = torch.as_tensor(queries, device=probs.device)
-                k = torch.as_tensor(keys, device=probs.device)
-                mass = probs[row, :heads].index_select(1, q).index_select(2, k).sum(-1).float()  # (heads, Q)
-                terms.append(-torch.log(mass + 1e-6).mean())
-                masses.append(float(mass.detach().mean().item()))
-        return torch.stack(terms).mean(), sum(masses) / len(masses)
+            probs = attentions[layer][rows, : self.config.pointing_heads].float()  # (E, H, T, T)
+            mass = (probs * keys[:, None, None, :]).sum(-1)  # (E, H, T): attention on the target's tokens
+            nll = -torch.log(mass + 1e-6) * queries[:, None, :]
+            terms.append((nll.sum(-1) / per_query[:, None]).mean())
+            masses.append(((mass * queries[:, None, :]).sum(-1) / per_query[:, None]).mean().detach())
+        return torch.stack(terms).mean(), float(torch.stack(masses).mean().item())
 
     # ------------------------------------------------------------------------------------ targets
     def targets(self, policy: GroundablePolicy, batch: TrainBatch) -> GroundingTargets:

@@ -31,11 +31,8 @@ WORDS = (
     "No Parking", "Main St", "Welcome", "Keep Out", "One Way", "Danger", "Push", "Pull", "Toilet", "Platform 3",
 )  # fmt: skip
 
-TILES_SYSTEM_PROMPT = (
-    "Find the tile the question names, zoom on it with "
-    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"label": "...", "bbox_2d": [x1, y1, x2, y2]}}'
-    "</tool_call>, then answer with <answer>LETTER</answer>."
-)
+TILES_SYSTEM_PROMPT = "Zoom on the tile, then answer."
+"""``mapo_env.envs.tiles.TILES_SYSTEM_PROMPT`` (copied: the agent package does not import env internals here)."""
 SYSTEM_PROMPT = (
     "You answer questions about an image. Small details may only be visible if you zoom in.\n"
     "Tool:\n<tools>\n{schema}\n</tools>\n"

@@ -11,8 +11,9 @@ function of the seed, so a rebuild with the same package versions gives the same
 - Tokenizer: a ``Qwen2Tokenizer`` (Qwen's pre-tokenizer regex and byte-level alphabet, so any text
   encodes) whose BPE merges are trained in-process on :func:`mapo_agent.policy.corpus.make_corpus`.
   It holds every Qwen special token, the action tags (``<think>``, ``<tool_call>``, ``<answer>``,
-  ``<description>``, ``<tool_response>`` and their closers) as single tokens, and every integer
-  0..1000 as a single token (box coordinates).
+  ``<description>``, ``<tool_response>`` and their closers) as single tokens, every integer
+  0..1000 as a single token (box coordinates), and the fixed boilerplate of the zoom call as four
+  single tokens (:data:`PHRASE_TOKENS`): a call is 12 tokens, with the label right before the numbers.
 - Processor: :class:`transformers.Qwen2VLImageProcessorPil` settings (``min_pixels`` 56*56,
   ``max_pixels`` 448*448, so an image takes 4..256 tokens) and the Qwen-VL chat template.
 """
@@ -43,6 +44,17 @@ TAG_TOKENS = (
     "<|fim_suffix|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
 )  # fmt: skip
 """Single (non-special) tokens: the action tags, and Qwen's other added tokens."""
+PHRASE_TOKENS = (
+    '<tool_call>{"name": "image_zoom_in_tool", "arguments": {"label": "',
+    '", "bbox_2d": [',
+    ", ",
+    "]}}</tool_call>",
+)
+"""Single tokens for the fixed boilerplate of the canonical zoom call (``mapo_env.actions.format_tool_call``).
+
+A call is then ``PREFIX label-words ", "bbox_2d": [ x1 ", " y1 ", " x2 ", " y2 ]}}</tool_call>``: 13 tokens instead
+of ~40, and the label's last word sits right before the coordinates (the model reads what it named, then points).
+Added tokens match before BPE (longest first), so any text still encodes and decodes unchanged."""
 MAX_NUMBER_TOKEN = 1000
 """Every integer 0..MAX_NUMBER_TOKEN is one token."""
 BPE_VOCAB_SIZE = 1000
@@ -141,6 +153,7 @@ def build_tokenizer(seed: int = 0, bpe_vocab_size: int = BPE_VOCAB_SIZE) -> Any:
     )
     tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in SPECIAL_TOKENS], special_tokens=True)
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TAG_TOKENS])
+    tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in PHRASE_TOKENS])
     numbers = [AddedToken(str(n), special=False, normalized=False) for n in range(MAX_NUMBER_TOKEN + 1)]
     tokenizer.add_tokens(numbers)
     return tokenizer

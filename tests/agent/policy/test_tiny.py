@@ -11,7 +11,8 @@ from transformers import AutoTokenizer
 
 from mapo_agent.policy import build_tiny_agent, bundled_model_path
 from mapo_agent.policy.corpus import make_corpus
-from mapo_agent.policy.tiny import TAG_TOKENS
+from mapo_agent.policy.tiny import PHRASE_TOKENS, TAG_TOKENS
+from mapo_env.actions import format_tool_call, parse_action
 
 
 @pytest.fixture(scope="module")
@@ -57,6 +58,15 @@ def test_every_number_up_to_1000_is_one_token(tokenizer):
     assert len({i[0] for i in ids}) == 1001
     box = tokenizer("[30, 58, 1000, 999]", add_special_tokens=False)["input_ids"]
     assert [tokenizer.decode([i]) for i in box if tokenizer.decode([i]).strip(" ,[]")] == ["30", "58", "1000", "999"]
+
+
+def test_a_zoom_call_is_twelve_tokens_with_the_label_next_to_the_numbers(tokenizer):
+    call = format_tool_call([58, 86, 82, 110], label="yellow tile")
+    ids = tokenizer(call, add_special_tokens=False)["input_ids"]
+    prefix, bbox, sep, suffix = PHRASE_TOKENS
+    expected = [prefix, "yellow", " tile", bbox, "58", sep, "86", sep, "82", sep, "110", suffix]
+    assert [tokenizer.decode([i]) for i in ids] == expected
+    assert tokenizer.decode(ids) == call and parse_action(call).tool_call.bbox == (58, 86, 82, 110)
 
 
 @pytest.mark.parametrize(

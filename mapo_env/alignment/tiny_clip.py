@@ -11,9 +11,9 @@ Two uses:
   backgrounds) so that it can tell ``"red striped tile"`` from ``"blue striped tile"``. The result
   ships in ``mapo_env/assets/tiny_clip/`` (:func:`tiny_clip_path`); ``"clip:tiny"`` selects it.
 
-Recipe of the shipped model (a few minutes on 2 CPU cores)::
+Recipe of the shipped model (about 50 minutes on one CPU thread)::
 
-    python -m mapo_env.alignment.tiny_clip --out mapo_env/assets/tiny_clip --steps 2000 --seed 0
+    python -m mapo_env.alignment.tiny_clip --out mapo_env/assets/tiny_clip --steps 7000 --seed 0 --threads 1
 
 The loss is the symmetric CLIP InfoNCE with multiple positives (two captions that both truthfully
 describe an image, e.g. ``"striped"`` for either stripe direction, are both targets) plus one hard
@@ -55,7 +55,7 @@ from mapo_env.errors import ConfigError
 logger = logging.getLogger(__name__)
 
 ASSET_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_clip"
-RECIPE = "python -m mapo_env.alignment.tiny_clip --out mapo_env/assets/tiny_clip --steps 2000 --seed 0"
+RECIPE = "python -m mapo_env.alignment.tiny_clip --out mapo_env/assets/tiny_clip --steps 7000 --seed 0 --threads 1"
 WRONG_KINDS = ("color", "pattern", "shape")
 
 
@@ -167,7 +167,7 @@ def build_tiny_clip(folder: str | Path, seed: int = 0, config: TinyClipConfig | 
 class TrainConfig:
     """Training hyperparameters of :func:`train_tiny_clip` (the defaults are the shipped recipe)."""
 
-    steps: int = 2000
+    steps: int = 7000
     batch_size: int = 96
     lr: float = 2e-3
     weight_decay: float = 0.05

@@ -6,14 +6,14 @@ from mapo_env.errors import ConfigError, UnknownNameError
 
 def test_defaults_are_the_bundled_recipe():
     config = TrainConfig()
-    assert config.algo == "mapo" and config.sft_algo == "sft" and config.env.id == "MAPO-Tiles-v0"
+    assert config.algo == "mapo" and config.sft_algo == "grounded_sft" and config.env.id == "MAPO-Tiles-v0"
     assert config.model.name_or_path is None
 
 
 def test_stages_split_the_run():
     config = TrainConfig(steps=5, sft_steps=3)
     cold, rl = config.stages()
-    assert (cold.name, cold.algo, cold.start, cold.length) == ("cold_start", "sft", 0, 3)
+    assert (cold.name, cold.algo, cold.start, cold.length) == ("cold_start", "grounded_sft", 0, 3)
     assert (rl.name, rl.algo, rl.start, rl.length) == ("rl", "mapo", 3, 5)
     assert config.stage_at(2) is not None and config.stage_at(2).name == "cold_start"
     assert config.stage_at(3).name == "rl" and config.total_steps == 8

@@ -41,10 +41,25 @@ ALGOS = ("mapo", "grpo", "dr_grpo", "dapo", "rloo", "papo", "vgpo")
 REPORTED = ("eval/accuracy", "eval/alignment", "eval/tool_calls", "eval/misaligned_share", "eval/confident_miss_share")
 
 
-def cold_start(out: Path, base: TrainConfig) -> Path:
-    """Run the recipe's cold-start stage once; every algorithm starts from its final model."""
+class StopAfter:
+    """Trainer callback: end the run after ``step`` (0-based)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
+        trainer.should_stop = step >= self.step
+
+
+def cold_start(out: Path, base: TrainConfig, stop_after: int) -> Path:
+    """Run the recipe's cold-start stage once, stopped after ``stop_after`` steps; every algorithm starts there.
+
+    The recipe's full cold start already saturates the task (100% held-out), which would leave RL nothing
+    to show; stopping it part-way, on the recipe's own learning-rate schedule, leaves room.
+    """
     config = replace(base, steps=0, output_dir=str(out / "cold_start"))
-    Trainer(config).train()
+    callbacks = [StopAfter(stop_after - 1)] if stop_after < config.sft_steps else []
+    Trainer(config, callbacks=callbacks).train()
     return out / "cold_start" / "final"
 
 
@@ -180,6 +195,12 @@ def main() -> None:
     parser.add_argument("--variance-every", type=int, default=5, help="gradient-noise measurement period (MAPO runs)")
     parser.add_argument("--ppo-timesteps", type=int, default=30_000)
     parser.add_argument("--init", help="cold-start checkpoint to start from (default: run the recipe's cold start)")
+    parser.add_argument(
+        "--cold-start-steps",
+        type=int,
+        default=470,
+        help="stop that cold start after this many of the recipe's SFT steps (mid-way, so RL has room to improve)",
+    )
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--quick", action="store_true", help="smoke run: 2 algorithms, 1 seed, a few steps")
     args = parser.parse_args()
@@ -200,8 +221,8 @@ def main() -> None:
         rollout=replace(recipe.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
     )
     if args.quick:
-        base = replace(base, sft_steps=20)
-    init = Path(args.init) if args.init else cold_start(out, base)
+        base, args.cold_start_steps = replace(base, sft_steps=20), 20
+    init = Path(args.init) if args.init else cold_start(out, base, args.cold_start_steps)
 
     results = {algo: [run_algorithm(algo, seed, init, out, base, args) for seed in args.seeds] for algo in args.algos}
     baselines = {"sb3 ppo (discrete wrapper)": [run_ppo(seed, args, base.env.id) for seed in args.seeds]}

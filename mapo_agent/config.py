@@ -49,9 +49,9 @@ class EnvConfig:
 class RolloutConfig:
     """How trajectories are sampled."""
 
-    questions_per_step: int = 16
+    questions_per_step: int = 32
     """Questions per training step (across all processes)."""
-    group_size: int = 8
+    group_size: int = 4
     """Rollouts per question (G of GRPO-style group normalisation)."""
     temperature: float = 1.0
     """Sampling temperature (log-probs use the same temperature)."""
@@ -65,7 +65,7 @@ class RolloutConfig:
 class OptimConfig:
     """Optimizer and schedule."""
 
-    lr: float = 5e-4
+    lr: float = 1e-4
     """Peak learning rate of the RL stage (AdamW)."""
     sft_lr: float = 2e-3
     """Peak learning rate of the SFT cold-start stage."""
@@ -118,9 +118,9 @@ class TrainConfig:
     """RL algorithm (a name in mapo_agent.algorithms.ALGORITHMS: mapo, grpo, dr_grpo, dapo, rloo, papo, vgpo)."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     """Config fields of the algorithm as KEY=VALUE, e.g. kl_coef=0.01 or advantage='{"semantic_coef": 0.2}'."""
-    steps: int = 300
+    steps: int = 30
     """RL steps (after the SFT stage)."""
-    sft_steps: int = 200
+    sft_steps: int = 700
     """Oracle SFT cold-start steps before RL (0 = start RL from the given model)."""
     sft_algo: str = "grounded_sft"
     """Algorithm of the cold-start stage (one whose rollout_source is the oracle)."""
@@ -132,11 +132,11 @@ class TrainConfig:
     """Run directory: config.json, metrics.jsonl, plots/, checkpoints/, final/."""
     resume: bool = False
     """Continue from the latest checkpoint in output_dir (exactly: weights, optimizer, step, data position)."""
-    save_every: int = 50
+    save_every: int = 100
     """Checkpoint every N steps (0 = only at the end)."""
     keep_checkpoints: int = 2
     """Checkpoints kept on disk (oldest deleted first)."""
-    eval_every: int = 100
+    eval_every: int = 50
     """Held-out evaluation every N steps (0 = only at the end)."""
     eval_episodes: int = 200
     """Held-out episodes per evaluation (greedy decoding, split=test)."""

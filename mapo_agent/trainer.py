@@ -62,7 +62,9 @@ class Trainer:
         policy: Use this policy instead of loading ``config.model`` (tests, notebooks).
         callbacks: Objects with ``on_step_end(trainer, step, metrics)``, called after each step (and its
             evaluation) before the metrics are logged; they may add metrics to the dict (SB3-style
-            hooks: diagnostics, early stopping by raising).
+            hooks: diagnostics) or set ``trainer.should_stop = True`` to end the run after this step (early
+            stopping: the run is evaluated, if this step was not, and finished as usual: ``final/``, plots,
+            ``summary.json``).
     """
 
     def __init__(
@@ -106,6 +108,7 @@ class Trainer:
         self.workers: dict[str, RolloutWorker] = {}
         self.eval_worker = RolloutWorker(config.env.id, {**config.env.kwargs, **config.env.eval_kwargs})
         self.step = 0
+        self.should_stop = False
         self.metrics: MetricsLogger | None = None
         self.last_eval: EvalReport | None = None
 
@@ -126,14 +129,20 @@ class Trainer:
         for step in range(start_step, config.total_steps):
             self.step = step
             metrics = self._train_step(step)
-            if (config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.total_steps:
+            evaluated = (config.eval_every and (step + 1) % config.eval_every == 0) or step + 1 == config.total_steps
+            if evaluated:
                 metrics.update(self._evaluate().metrics)
             for callback in self.callbacks:
                 callback.on_step_end(self, step, metrics)
+            if self.should_stop and not evaluated:
+                metrics.update(self._evaluate().metrics)
             if is_main and (step % config.log_every == 0 or step + 1 == config.total_steps):
                 self.metrics.log(step, metrics)
             if (config.save_every and (step + 1) % config.save_every == 0) or step + 1 == config.total_steps:
                 self.save_checkpoint(step)
+            if self.should_stop:
+                logger.info("a callback stopped the run after step %d", step)
+                break
             if progress is not None:
                 progress.update(1)
                 progress.set_postfix(
@@ -368,6 +377,8 @@ class Trainer:
 
     def _finish(self, seconds: float) -> dict[str, Any]:
         summary: dict[str, Any] = {"steps": self.config.total_steps, "train_seconds": seconds}
+        if self.should_stop:
+            summary["stopped_after_step"] = self.step
         summary["processes"] = self.world
         summary["process_index"] = self.rank
         summary["weight_fingerprints"] = self.weight_fingerprints()

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mapo_env.data.procedural.backgrounds import cluttered_background, log_uniform
+from mapo_env.data.procedural.backgrounds import log_uniform
 from mapo_env.data.procedural.scene import (
     Box,
+    ClutteredScene,
     Layout,
     PlacedObject,
     add_distractors,
@@ -47,7 +48,7 @@ _RELATIONS = ("left", "right", "above", "below")
 _GAP = 8
 
 
-class HRBenchSceneGenerator:
+class HRBenchSceneGenerator(ClutteredScene):
     """Procedural HR-Bench: single- and cross-instance questions on 4K / 8K scenes.
 
     Args:
@@ -103,12 +104,6 @@ class HRBenchSceneGenerator:
             "background_scale": self.background_scale,
             "background_patches": list(self.background_patches),
         }
-
-    def background(self, seed: int) -> np.ndarray:
-        """The scene's background before any object is drawn (``sample.metadata["background_seed"]``)."""
-        return cluttered_background(
-            np.random.default_rng(seed), self.image_size, self.background_scale, self.background_patches
-        )
 
     def generate(self, rng: np.random.Generator, index: int) -> VQASample:
         """Draw sample ``index`` from ``rng`` (same ``rng`` state -> same sample)."""

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mapo_env.data.procedural.backgrounds import log_uniform
+from mapo_env.data.procedural.backgrounds import cluttered_background, log_uniform
 from mapo_env.data.procedural.sprites import Sprite, draw_sprite, paste
 from mapo_env.data.procedural.vocabulary import aspect_ratio, color_rgb, load_vocabulary
 from mapo_env.errors import ConfigError
@@ -24,6 +24,24 @@ from mapo_env.types import ObjectAnnotation, VQASample
 
 Box = tuple[int, int, int, int]
 RGB = tuple[int, int, int]
+
+
+class ClutteredScene:
+    """Base of the generators that draw objects on a photo-collage background.
+
+    Subclasses set ``image_size`` (width, height), ``background_scale`` and ``background_patches``
+    (see :func:`~mapo_env.data.procedural.backgrounds.cluttered_background`).
+    """
+
+    image_size: tuple[int, int]
+    background_scale: float
+    background_patches: tuple[int, int]
+
+    def background(self, seed: int) -> np.ndarray:
+        """The scene's background before any object is drawn (``sample.metadata["background_seed"]``)."""
+        return cluttered_background(
+            np.random.default_rng(seed), self.image_size, self.background_scale, self.background_patches
+        )
 
 
 @dataclass

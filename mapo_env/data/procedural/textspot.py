@@ -21,8 +21,8 @@ import functools
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from mapo_env.data.procedural.backgrounds import cluttered_background
 from mapo_env.data.procedural.scene import (
+    ClutteredScene,
     Layout,
     PlacedObject,
     add_distractors,
@@ -111,7 +111,7 @@ def lookalikes(text: str, rng: np.random.Generator, count: int) -> list[str]:
     return picked
 
 
-class TextSpotSceneGenerator:
+class TextSpotSceneGenerator(ClutteredScene):
     """Procedural MME-RealWorld-style OCR: read a small sign, price tag or licence plate.
 
     Args:
@@ -173,12 +173,6 @@ class TextSpotSceneGenerator:
             "background_scale": self.background_scale,
             "background_patches": list(self.background_patches),
         }
-
-    def background(self, seed: int) -> np.ndarray:
-        """The scene's background before any object is drawn (``sample.metadata["background_seed"]``)."""
-        return cluttered_background(
-            np.random.default_rng(seed), self.image_size, self.background_scale, self.background_patches
-        )
 
     def generate(self, rng: np.random.Generator, index: int) -> VQASample:
         """Draw sample ``index`` from ``rng`` (same ``rng`` state -> same sample)."""

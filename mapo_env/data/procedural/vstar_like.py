@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from mapo_env.data.procedural.backgrounds import cluttered_background, log_uniform
+from mapo_env.data.procedural.backgrounds import log_uniform
 from mapo_env.data.procedural.scene import (
     Box,
+    ClutteredScene,
     Layout,
     PlacedObject,
     add_distractors,
@@ -40,7 +41,7 @@ from mapo_env.types import VQASample
 _GAP = 6  # pixels kept between objects (see Layout)
 
 
-class VStarSceneGenerator:
+class VStarSceneGenerator(ClutteredScene):
     """Procedural V* Bench: attribute and relative-position questions on tiny targets.
 
     Every target is unique in its scene (no other object has its name) and its colour is its body
@@ -111,12 +112,6 @@ class VStarSceneGenerator:
             "background_scale": self.background_scale,
             "background_patches": list(self.background_patches),
         }
-
-    def background(self, seed: int) -> np.ndarray:
-        """The scene's background before any object is drawn (``sample.metadata["background_seed"]``)."""
-        return cluttered_background(
-            np.random.default_rng(seed), self.image_size, self.background_scale, self.background_patches
-        )
 
     def generate(self, rng: np.random.Generator, index: int) -> VQASample:
         """Draw sample ``index`` from ``rng`` (same ``rng`` state -> same sample)."""

@@ -74,6 +74,7 @@ def run_algorithm(algo: str, seed: int, init: Path, out: Path, base: TrainConfig
         eval_every=max(1, args.steps // args.eval_points),
         output_dir=str(out / algo / f"seed{seed}"),
         model=replace(base.model, name_or_path=str(init)),
+        rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
     )
     callbacks = [GradientNoiseCallback(("grpo", "mapo"), every=args.variance_every)] if algo == "mapo" else []
     started = time.perf_counter()
@@ -211,15 +212,8 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    recipe = TrainConfig()  # the bundled recipe's defaults: env, cold start, optimiser
-    base = replace(
-        recipe,
-        eval_episodes=args.eval_episodes,
-        save_every=0,
-        progress_bar=False,
-        threads=1,
-        rollout=replace(recipe.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
-    )
+    # the bundled recipe's defaults (env, cold start and its batch, optimiser); RL runs set their own rollout
+    base = replace(TrainConfig(), eval_episodes=args.eval_episodes, save_every=0, progress_bar=False, threads=1)
     if args.quick:
         base, args.cold_start_steps = replace(base, sft_steps=20), 20
     init = Path(args.init) if args.init else cold_start(out, base, args.cold_start_steps)

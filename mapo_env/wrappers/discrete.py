@@ -41,7 +41,10 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ``progress``  ``Box(0, 1, (2,), float32)``              turn / max_turns, zooms / max_turns
     ============  ========================================  =====================================
 
-    Rewards, termination and info are the wrapped environment's.
+    Rewards and info are the wrapped environment's. Running out of turns (the env's truncation) is
+    reported as termination by default (``turn_limit_terminates``): the turn budget is part of the task
+    the observation shows (``progress``), and an agent that bootstraps its value past it (as SB3 does
+    on truncation) learns that never answering costs nothing.
 
     Example:
         >>> import gymnasium as gym
@@ -60,6 +63,7 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         max_options: int = 4,
         text_features: int = 64,
         label: str = "the object in question",
+        turn_limit_terminates: bool = True,
     ) -> None:
         if not isinstance(env.unwrapped, ThinkWithImagesEnv):
             raise ConfigError(f"DiscreteZoomActions wraps MAPO environments, got {type(env.unwrapped).__name__}")
@@ -67,11 +71,18 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
             if not isinstance(value, int) or value < 1:
                 raise ConfigError(f"{name} must be a positive int, got {value!r}")
         gym.utils.RecordConstructorArgs.__init__(
-            self, grid=grid, image_size=image_size, max_options=max_options, text_features=text_features, label=label
+            self,
+            grid=grid,
+            image_size=image_size,
+            max_options=max_options,
+            text_features=text_features,
+            label=label,
+            turn_limit_terminates=turn_limit_terminates,
         )
         super().__init__(env)
         self.grid, self.image_size, self.max_options = grid, image_size, max_options
         self.text_features, self.label = text_features, label
+        self.turn_limit_terminates = turn_limit_terminates
         image = spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
         self.action_space = spaces.Discrete(grid * grid + max_options)
         self.observation_space = spaces.Dict(
@@ -96,6 +107,8 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Turn the discrete action into the model text the env expects, and step."""
         obs, reward, terminated, truncated, info = self.env.step(self.action_text(int(action)))
+        if truncated and self.turn_limit_terminates:
+            terminated, truncated = True, False
         return self._convert(obs, info), reward, terminated, truncated, info
 
     def action_text(self, action: int) -> str:

@@ -119,6 +119,17 @@ def test_discrete_actions_text_and_hashing_are_stable():
         env.action_text(99)
 
 
+@pytest.mark.parametrize("terminates", [True, False])
+def test_discrete_actions_turn_limit_ends_the_episode_as_termination_by_default(terminates):
+    # SB3 bootstraps its value past a truncation; an agent that never answers would look free
+    env = DiscreteZoomActions(tiles(max_turns=2), grid=2, turn_limit_terminates=terminates)
+    env.reset(seed=0)
+    env.step(0)
+    _, _, terminated, truncated, info = env.step(1)
+    assert (terminated, truncated) == (terminates, not terminates)
+    assert not info["correct"]
+
+
 def test_discrete_actions_check_env():
     from gymnasium.utils.env_checker import check_env
 

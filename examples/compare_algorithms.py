@@ -166,10 +166,8 @@ def write_report(out: Path, results: dict, extra_rows: dict, variance: list[dict
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
         for name, runs in results.items():
             steps = [s for s, *_ in runs[0]["curve"]]
-            series = np.array([[point[index] or np.nan for point in r["curve"]] for r in runs], dtype=float)
-            if series.size == 0:
-                continue
-            if np.isnan(series).all():
+            series = np.array([[point[index] for point in r["curve"]] for r in runs], dtype=float)  # None -> nan
+            if series.size == 0 or np.isnan(series).all():
                 continue
             line = ax.plot(steps, np.nanmean(series, axis=0), label=name)[0]
             ax.fill_between(

@@ -193,6 +193,7 @@ class Trainer:
         )
         metrics["time/step_outside_model_share"] = outside / max(time.perf_counter() - t0, 1e-9)
         tokens = sum(len(t.input_ids) for t in prepared.trajectories)
+        metrics["train/sequences"] = float(len(prepared.trajectories))
         metrics["train/tokens_per_s"] = tokens / max(metrics["time/update_s"], 1e-9)
         return self._reduce(metrics)
 

@@ -49,6 +49,18 @@ def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
     return TrainConfig(**fields)
 
 
+def test_a_callback_can_stop_the_run_early(tmp_path):
+    class StopAfterFirstStep:
+        def on_step_end(self, trainer, step, metrics):
+            trainer.should_stop = True
+
+    config = tiny_config(tmp_path, steps=3)
+    summary = Trainer(config, callbacks=[StopAfterFirstStep()]).train()
+    rows = [json.loads(line) for line in (Path(config.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert summary["stopped_after_step"] == 0 and [r["step"] for r in rows] == [0]
+    assert "eval/accuracy" in rows[0] and (Path(config.output_dir) / "final" / "config.json").is_file()
+
+
 def test_run_writes_every_artifact(tmp_path):
     config = tiny_config(tmp_path)
     summary = Trainer(config).train()

@@ -10,24 +10,19 @@ same held-out episodes, that it beats the untrained model, finds the asked-for t
 from __future__ import annotations
 
 import pytest
-import torch
 
 from mapo_agent.config import TrainConfig
 from mapo_agent.evaluation import evaluate
 from mapo_agent.policy import HFPolicy
 from mapo_agent.trainer import Trainer
 
-pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore::UserWarning")]
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.filterwarnings("ignore::UserWarning"),
+    pytest.mark.usefixtures("one_thread"),
+]
 
 EPISODES = 100
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def held_out(policy, config: TrainConfig, **env_kwargs):

@@ -18,15 +18,7 @@ from mapo_agent.config import EnvConfig, OptimConfig, RolloutConfig, TrainConfig
 from mapo_agent.metrics import read_metrics
 from mapo_agent.trainer import Trainer, TrainingDiverged
 
-pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 
 def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:

@@ -89,9 +89,7 @@ class HRBenchSceneGenerator(ClutteredScene):
             raise ConfigError(f"max_count must be in [1, {len(color_names())}] (one colour each), got {max_count}")
         self.max_count = int(max_count)
         scale = 960 / self.image_size[0] if background_scale is None else background_scale
-        self.background_scale = check_range("background_scale", (scale, scale), 0.01, 1.0)[0]
-        lo, hi = check_range("background_patches", background_patches, 0)
-        self.background_patches = (int(lo), int(hi))
+        self.set_background(scale, background_patches)
 
     def knobs(self) -> dict[str, object]:
         """The constructor arguments, JSON-friendly (stored in each sample's metadata)."""

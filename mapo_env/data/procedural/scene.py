@@ -37,6 +37,12 @@ class ClutteredScene:
     background_scale: float
     background_patches: tuple[int, int]
 
+    def set_background(self, scale: float, patches: tuple[int, int]) -> None:
+        """Validate and store the background knobs (``scale`` in [0.01, 1], ``patches`` a (min, max) count)."""
+        self.background_scale = check_range("background_scale", (scale, scale), 0.01, 1.0)[0]
+        lo, hi = check_range("background_patches", patches, 0)
+        self.background_patches = (int(lo), int(hi))
+
     def background(self, seed: int) -> np.ndarray:
         """The scene's background before any object is drawn (``sample.metadata["background_seed"]``)."""
         return cluttered_background(

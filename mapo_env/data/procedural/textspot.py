@@ -156,9 +156,7 @@ class TextSpotSceneGenerator(ClutteredScene):
             )
         lo, hi = check_range("num_distractors", num_distractors, 0)
         self.num_distractors = (int(lo), int(hi))
-        self.background_scale = check_range("background_scale", (background_scale, background_scale), 0.01, 1.0)[0]
-        lo, hi = check_range("background_patches", background_patches, 0)
-        self.background_patches = (int(lo), int(hi))
+        self.set_background(background_scale, background_patches)
 
     def knobs(self) -> dict[str, object]:
         """The constructor arguments, JSON-friendly (stored in each sample's metadata)."""

@@ -94,9 +94,7 @@ class VStarSceneGenerator(ClutteredScene):
         self.two_option_fraction = check_fraction("two_option_fraction", two_option_fraction)
         self.vertical_fraction = check_fraction("vertical_fraction", vertical_fraction)
         self.same_kind_fraction = check_fraction("same_kind_fraction", same_kind_fraction)
-        self.background_scale = check_range("background_scale", (background_scale, background_scale), 0.01, 1.0)[0]
-        lo, hi = check_range("background_patches", background_patches, 0)
-        self.background_patches = (int(lo), int(hi))
+        self.set_background(background_scale, background_patches)
 
     def knobs(self) -> dict[str, object]:
         """The constructor arguments, JSON-friendly (stored in each sample's metadata)."""

@@ -62,6 +62,7 @@ import math
 import re
 import reprlib
 import tokenize
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum
@@ -413,12 +414,23 @@ def _lenient_object(body: str) -> Any:
     if candidate is None or _joins_strings(candidate):
         return None
     for attempt in (candidate, _python_literals(candidate)):
-        for decode in (json.loads, ast.literal_eval):  # literal_eval only builds constants: safe on model text
+        for decode in (json.loads, _python_literal):
             try:
                 return decode(attempt)
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
     return None
+
+
+def _python_literal(text: str) -> Any:
+    """``ast.literal_eval`` (builds constants only: safe on model text) without the compiler's warnings.
+
+    Text such as ``[1a]`` makes the compiler print a ``SyntaxWarning`` before it raises; model output is
+    data, so that must not reach the user's stderr.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SyntaxWarning)
+        return ast.literal_eval(text)
 
 
 def _balanced_prefix(body: str) -> str | None:

@@ -428,3 +428,14 @@ def test_format_answer_round_trips(letter: str) -> None:
 def test_format_answer_rejects_our_own_bad_input(letter: object) -> None:
     with pytest.raises(ConfigError, match="format_answer"):
         format_answer(letter)  # type: ignore[arg-type]
+
+
+def test_malformed_numbers_do_not_make_the_compiler_warn():
+    import warnings
+
+    # "1or 2" compiles with a SyntaxWarning ("invalid decimal literal") before the lenient decoder rejects it
+    text = '<tool_call>{"name": "zoom", "arguments": {"bbox_2d": [1or 2, 3, 4], "label": "x"}}</tool_call>'
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        parsed = parse_action(text)
+    assert parsed.error is not None and not [w for w in caught if issubclass(w.category, SyntaxWarning)]

@@ -5,8 +5,9 @@
    end.
 2. With real V* data (``--vstar DIR``): the same over the real images, with the image cache's
    hit/miss counters: every image is decoded once while it stays cached.
-3. ``--train-steps N``: N steps of the tiny agent's default training recipe; RSS at the start of RL,
-   and at the end.
+3. ``--train-steps N``: N steps of the tiny agent's default training recipe (first a fifth of them
+   SFT, then RL, with a smaller batch); RSS every 50 steps after freeing the allocator's unused heap, and
+   after the run.
 
 Usage: ``python benchmarks/endurance.py [--episodes 10000] [--train-steps 500] [--vstar path/to/vstar_bench]
 [--envs MAPO-Tiles-v0 ...]`` (``--envs`` with no id skips the random episodes).
@@ -15,6 +16,7 @@ Usage: ``python benchmarks/endurance.py [--episodes 10000] [--train-steps 500] [
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import tempfile
 import time
@@ -55,8 +57,21 @@ def random_episodes(env_id: str, episodes: int, scenes: int, warmup: int = 200, 
     return {"start_mb": start_rss, "end_mb": rss_mb(), "steps": steps, "seconds": time.perf_counter() - started}
 
 
-def training_rss(steps: int, questions: int, group_size: int) -> dict[str, float]:
-    """RSS at the first RL step and at the end of a ``steps``-step default run (cold start included).
+def release_free_heap() -> None:
+    """Collect garbage and hand free heap pages back to the OS (glibc ``malloc_trim``), so RSS shows live memory.
+
+    Without it RSS is the allocator's high-water mark: one long batch raises it for good, which looks
+    like a leak but is not one.
+    """
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def training_rss(steps: int, questions: int, group_size: int, every: int = 50) -> dict[str, object]:
+    """RSS every ``every`` steps of a ``steps``-step default run (cold start included), after freeing heap.
 
     The recipe's settings except the batch: ``questions`` x ``group_size`` rollouts per step (the recipe's
     32 x 4 makes 500 steps take an hour on 2 CPU cores; memory per step does not depend on the count of steps).
@@ -64,13 +79,13 @@ def training_rss(steps: int, questions: int, group_size: int) -> dict[str, float
     from mapo_agent.config import TrainConfig
     from mapo_agent.trainer import Trainer
 
-    marks: dict[str, float] = {}
+    marks: dict[int, float] = {}
 
     class Probe:
         def on_step_end(self, trainer, step, metrics):
-            if step == trainer.config.sft_steps:
-                gc.collect()
-                marks["start_mb"] = rss_mb()
+            if (step + 1) % every == 0:
+                release_free_heap()
+                marks[step + 1] = rss_mb()
 
     with tempfile.TemporaryDirectory() as tmp:
         recipe = TrainConfig()
@@ -80,8 +95,9 @@ def training_rss(steps: int, questions: int, group_size: int) -> dict[str, float
                          save_every=100, progress_bar=False, threads=1, rollout=rollout)  # fmt: skip
         started = time.perf_counter()
         Trainer(config, callbacks=[Probe()]).train()
-    gc.collect()
-    return {**marks, "end_mb": rss_mb(), "steps": steps, "seconds": time.perf_counter() - started}
+    release_free_heap()
+    return {"marks": marks, "sft_steps": sft, "end_mb": rss_mb(), "steps": steps,
+            "seconds": time.perf_counter() - started}  # fmt: skip
 
 
 def main() -> None:
@@ -112,10 +128,10 @@ def main() -> None:
         print(f"\nV* image cache: {stats}  (misses = images decoded; each of the {args.scenes} scenes once)")
     if args.train_steps:
         r = training_rss(args.train_steps, args.train_questions, args.train_group_size)
-        print(
-            f"\nTraining {r['steps']} steps of the tiny agent ({r['seconds'] / 60:.1f} min): RSS at the first RL step "
-            f"{r['start_mb']:.1f} MB, at the end {r['end_mb']:.1f} MB ({r['end_mb'] - r['start_mb']:+.1f} MB)"
-        )
+        minutes = r["seconds"] / 60
+        print(f"\nTraining {r['steps']} steps of the tiny agent ({r['sft_steps']} SFT, then RL; {minutes:.1f} min)")
+        print("RSS after step: " + ", ".join(f"{step}: {mb:.0f} MB" for step, mb in r["marks"].items()))
+        print(f"RSS after the run (final evaluation, save, plots): {r['end_mb']:.0f} MB")
 
 
 if __name__ == "__main__":

@@ -183,17 +183,14 @@ def main() -> None:
         f"{not args.no_gradient_checkpointing}, LoRA rank {args.lora_rank}, device {device}; built in {built:.0f} s"
     )
     print(f"{'step':>4} {'gen tok/s':>10} {'update s':>9} {'train tok/s':>12} {'MFU':>6}")
-    for r in rows:
-        episodes = args.questions * args.group_size
-        new_tokens = r["rollout/response_tokens"] * episodes
-        gen = new_tokens / max(r["time/generate_s"], 1e-9)
+    episodes = args.questions * args.group_size
+    generation = [r["rollout/response_tokens"] * episodes / max(r["time/generate_s"], 1e-9) for r in rows]
+    for r, gen in zip(rows, generation):
         mfu = 6 * params * r["train/tokens_per_s"] / (peak * 1e12) if peak else float("nan")
         print(f"{r['step']:>4} {gen:>10.1f} {r['time/update_s']:>9.2f} {r['train/tokens_per_s']:>12.0f} {mfu:>6.1%}")
     memory = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else float("nan")
     summary = {
-        "generate_tokens_per_s": statistics.median(
-            r["rollout/response_tokens"] * args.questions * args.group_size / r["time/generate_s"] for r in rows
-        ),
+        "generate_tokens_per_s": statistics.median(generation),
         "update_s": statistics.median(r["time/update_s"] for r in rows),
         "peak_gpu_gib": memory,
     }

@@ -190,6 +190,17 @@ def write_real_style_checkpoint(directory: Path) -> Path:
     return directory
 
 
+@pytest.fixture(scope="module")
+def two_episodes(tiny_policy):
+    """(envs, episode states): two multi-turn episodes of different lengths with crops, sampled at temperature 1."""
+    torch.manual_seed(0)
+    envs = [
+        FakeZoomEnv((112, 112), "What shape is the red object?", ["crop", "crop", "end"], seed=1),
+        FakeZoomEnv((56, 84), "What colour is the cup?", ["error", "crop", "end"], seed=2),
+    ]
+    return envs, run_episodes(tiny_policy, envs)
+
+
 @pytest.fixture(scope="session")
 def real_style_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Folder of :func:`write_real_style_checkpoint`."""

@@ -6,18 +6,11 @@ import numpy as np
 import pytest
 import torch
 
-from tests.agent.policy.conftest import FakeZoomEnv, run_episodes
-
 
 @pytest.fixture(scope="module")
-def batch(tiny_policy):
+def batch(tiny_policy, two_episodes):
     """Two episodes with images of different grids: a 112x112 view + crops (56x56, 56x84)."""
-    torch.manual_seed(0)
-    envs = [
-        FakeZoomEnv((112, 112), "What shape is the red object?", ["crop", "crop", "end"], seed=1),
-        FakeZoomEnv((56, 84), "What colour is the cup?", ["error", "crop", "end"], seed=2),
-    ]
-    states = run_episodes(tiny_policy, envs)
+    _, states = two_episodes
     return tiny_policy.collate([tiny_policy.to_trajectory(s) for s in states])
 
 

@@ -16,17 +16,6 @@ def _collapse_image_runs(ids: list[int], image_token_id: int) -> list[int]:
     return [t for i, t in enumerate(ids) if t != image_token_id or i == 0 or ids[i - 1] != image_token_id]
 
 
-@pytest.fixture(scope="module")
-def two_episodes(tiny_policy):
-    """Two multi-turn episodes of different lengths with crops, sampled at temperature 1."""
-    torch.manual_seed(0)
-    envs = [
-        FakeZoomEnv((112, 112), "What shape is the red object?", ["crop", "crop", "end"], seed=1),
-        FakeZoomEnv((56, 84), "What colour is the cup?", ["error", "crop", "end"], seed=2),
-    ]
-    return envs, run_episodes(tiny_policy, envs)
-
-
 def test_generation_logprobs_match_teacher_forced_forward(tiny_policy, two_episodes):
     _, states = two_episodes
     trajectories = [tiny_policy.to_trajectory(s, group_id=0, sample_index=i) for i, s in enumerate(states)]

@@ -5,12 +5,18 @@ is answered k times, each time with its options in a new order (``shuffle_option
 sampling, a new sample; the score is the mean accuracy over all k x N episodes. The confidence
 interval treats questions as the unit: a normal interval on the per-question mean accuracies
 (correct for k = 1 as well, where it is the usual binomial interval).
+
+Which questions: the first N of the dataset by default; :func:`select_questions` draws another
+held-out subset (a contiguous slice from an offset, or N questions drawn at random with a seed).
+The evaluation seed only sets the reset seeds (the option order, when the environment shuffles
+options) and the sampling; it never changes which questions are asked.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -20,6 +26,7 @@ from typing import Any
 from mapo_agent.metrics import trajectory_metrics
 from mapo_agent.rollout import Actor, RolloutPolicy, RolloutWorker
 from mapo_agent.types import Trajectory
+from mapo_env.errors import ConfigError, MapoError
 
 
 @dataclass
@@ -63,9 +70,11 @@ class EvalReport:
 
     def markdown(self) -> str:
         """A Markdown report: the headline number, then one row per category."""
-        lines = [
-            f"# Evaluation on {self.env_id}",
-            "",
+        lines = [f"# Evaluation on {self.env_id}", ""]
+        if self.settings.get("incomplete"):
+            why = self.settings["incomplete"]
+            lines += [f"**INCOMPLETE** ({why}): the figures cover the finished episodes only.", ""]
+        lines += [
             f"**Avg@{self.k}: {100 * self.accuracy:.1f}% ± {100 * self.ci95:.1f}** (95% CI, "
             f"{self.num_questions} questions x {self.k})",
             "",
@@ -77,19 +86,90 @@ class EvalReport:
                 f"| {name} | {int(row['questions'])} | {100 * row['accuracy']:.1f}% | ± {100 * row['ci95']:.1f} |"
             )
         lines += ["", "| metric | value |", "|---|---:|"]
-        lines += [f"| {k} | {v:.4g} |" for k, v in sorted(self.metrics.items()) if isinstance(v, float)]
+        lines += [f"| {k} | {_cell(v)} |" for k, v in sorted(self.metrics.items()) if isinstance(v, float)]
         if self.settings:
             lines += ["", "Settings: `" + json.dumps(self.settings, default=str) + "`"]
         return "\n".join(lines) + "\n"
 
     def save(self, directory: str | Path, stem: str = "eval") -> tuple[Path, Path]:
-        """Write ``<stem>.json`` and ``<stem>.md`` into ``directory``."""
+        """Write ``<stem>.json`` (strict JSON: NaN as null), then ``<stem>.md``, into ``directory``.
+
+        Each file is written to a temporary name and renamed, so an interrupted save never leaves a
+        truncated report; the JSON (the numbers) is written first.
+        """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         json_path, md_path = directory / f"{stem}.json", directory / f"{stem}.md"
-        json_path.write_text(json.dumps(self.to_dict(), indent=2, default=str) + "\n", encoding="utf-8")
-        md_path.write_text(self.markdown(), encoding="utf-8")
+        _write_atomic(json_path, json.dumps(_strict_json(self.to_dict()), indent=2, default=str) + "\n")
+        _write_atomic(md_path, self.markdown())
         return json_path, md_path
+
+
+class EvaluationInterrupted(MapoError):
+    """An evaluation stopped early (an error or Ctrl-C); ``report`` holds the episodes that finished.
+
+    Raised by :func:`evaluate` with ``keep_partial=True`` when at least one episode finished; the
+    report's ``settings["incomplete"]`` says why it stopped. ``cause`` is the original exception.
+    """
+
+    def __init__(self, report: EvalReport, cause: BaseException) -> None:
+        self.report, self.cause = report, cause
+        super().__init__(
+            f"the evaluation stopped after {report.num_questions} question(s): {type(cause).__name__}: {cause}"
+        )
+
+
+def _cell(value: float) -> str:
+    return "n/a" if math.isnan(value) else f"{value:.4g}"
+
+
+def _strict_json(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
+
+
+def select_questions(
+    dataset_size: int, num_questions: int, *, offset: int = 0, sample_seed: int | None = None
+) -> list[int]:
+    """Dataset indices of a held-out subset: ``num_questions`` of them (all there are, if fewer).
+
+    Args:
+        dataset_size: Questions in the dataset.
+        num_questions: How many to evaluate (>= 1).
+        offset: Skip the first ``offset`` questions (a contiguous slice; 0 = from the start).
+        sample_seed: ``None``: questions in dataset order from ``offset``; an int: ``num_questions``
+            distinct questions drawn uniformly at random with this seed (sorted), ``offset`` must be 0.
+
+    Raises:
+        ConfigError: A count or seed out of range, an offset past the end, or both an offset and a seed.
+    """
+    for name, value in (("num_questions", num_questions), ("dataset_size", dataset_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ConfigError(f"{name} must be an int >= 1, got {value!r}")
+    if isinstance(offset, bool) or not isinstance(offset, int) or not 0 <= offset < dataset_size:
+        raise ConfigError(f"question offset must be an int in [0, {dataset_size}) (the dataset size), got {offset!r}")
+    if sample_seed is None:
+        return list(range(offset, min(offset + num_questions, dataset_size)))
+    if isinstance(sample_seed, bool) or not isinstance(sample_seed, int) or sample_seed < 0:
+        raise ConfigError(f"sample seed must be an int >= 0 or None, got {sample_seed!r}")
+    if offset:
+        raise ConfigError("give a question offset or a sample seed, not both")
+    import numpy as np
+
+    n = min(num_questions, dataset_size)
+    drawn = np.random.default_rng(sample_seed).choice(dataset_size, size=n, replace=False)
+    return sorted(int(q) for q in drawn)
 
 
 def mean_ci95(per_question: Sequence[float]) -> tuple[float, float]:
@@ -146,6 +226,7 @@ def evaluate(
     seed: int = 0,
     batch_questions: int = 32,
     worker: RolloutWorker | None = None,
+    keep_partial: bool = False,
 ) -> EvalReport:
     """Play ``k`` episodes of each question and report Avg@k.
 
@@ -161,6 +242,12 @@ def evaluate(
         seed: Base seed of the resets (option orders) and of sampling.
         batch_questions: Questions played concurrently (memory vs speed).
         worker: Reuse an existing worker (and its environments).
+        keep_partial: If the evaluation stops early (an error or Ctrl-C) after some episodes finished,
+            raise :class:`EvaluationInterrupted` carrying their report instead of the bare exception.
+
+    An environment built with ``zoom_enabled=False`` answers every zoom call with the full view again;
+    its trajectories are marked ``info["zoom_enabled"] = False`` so that the metrics count those calls
+    as disabled, not as crops (see :func:`mapo_agent.metrics.trajectory_metrics`).
     """
     import torch
 
@@ -170,20 +257,33 @@ def evaluate(
     if questions is None:
         questions = range(min(num_questions, worker.dataset_size))
     questions = list(questions)
-    trajectories: list[Trajectory] = []
-    for repeat in range(k):
-        torch.manual_seed(seed * 7919 + repeat)
-        for start in range(0, len(questions), batch_questions):
-            chunk = questions[start : start + batch_questions]
-            base = seed * 1_000_003 + repeat * 100_003
-            trajectories += worker.run(
-                policy,
-                chunk,
-                1,
-                seed=base,
-                actor=actor,
-                first_group_id=start,
-                reset_seeds=[base + q for q in chunk],  # a question's option order does not depend on batching
-            )
     settings = {"env_kwargs": env_kwargs or {}, "generate": generate_kwargs, "actor": actor, "seed": seed}
+    trajectories: list[Trajectory] = []
+    try:
+        for repeat in range(k):
+            torch.manual_seed(seed * 7919 + repeat)
+            for start in range(0, len(questions), batch_questions):
+                chunk = questions[start : start + batch_questions]
+                base = seed * 1_000_003 + repeat * 100_003
+                played = worker.run(
+                    policy,
+                    chunk,
+                    1,
+                    seed=base,
+                    actor=actor,
+                    first_group_id=start,
+                    reset_seeds=[base + q for q in chunk],  # a question's option order does not depend on batching
+                )
+                if not all(getattr(env.unwrapped, "zoom_enabled", True) for env in worker.envs):
+                    for t in played:
+                        t.info["zoom_enabled"] = False
+                trajectories += played
+    except (Exception, KeyboardInterrupt) as error:
+        if not keep_partial or not trajectories:
+            raise
+        partial = summarize(env_id, trajectories, k, settings)
+        partial.settings["incomplete"] = (
+            f"stopped after {len(trajectories)} of {k * len(questions)} episodes: {type(error).__name__}: {error}"
+        )
+        raise EvaluationInterrupted(partial, error) from error
     return summarize(env_id, trajectories, k, settings)

@@ -29,11 +29,21 @@ def trajectory_metrics(trajectories: Iterable[Trajectory], prefix: str = "rollou
     below :data:`MISALIGNED_THRESHOLD`. ``{prefix}/confident_miss_share``: share of episodes that
     answered although their last crop missed the target (``target_iou`` < :data:`MISSED_IOU`) — the
     gap MAPO targets: plausible text over a bad visual action.
+
+    Only zooms that returned a crop count as tool calls and enter the alignment and localisation
+    metrics. A trajectory marked ``info["zoom_enabled"] = False`` (the "tool disabled" ablation: the
+    environment answers every zoom call with the full view again; :func:`mapo_agent.evaluation.evaluate`
+    marks them) made no crop: its calls are counted in ``{prefix}/disabled_tool_calls`` instead of
+    ``{prefix}/tool_calls``, and its labels' scores and requested boxes are left out of
+    ``alignment``, ``target_iou``, ``target_hit_rate``, ``misaligned_share`` and
+    ``confident_miss_share`` (they describe boxes the model never saw; with no crop at all these
+    means are NaN, i.e. "no crop", never a perfect 1.0).
     """
     trajs = list(trajectories)
     n = max(len(trajs), 1)
-    crops = [s for t in trajs for s in t.alignment_scores]
-    ious = [v for t in trajs for v in t.target_ious]
+    zoomed = [t for t in trajs if zoom_was_enabled(t)]
+    crops = [s for t in zoomed for s in t.alignment_scores]
+    ious = [v for t in zoomed for v in t.target_ious]
     metrics = {
         f"{prefix}/episodes": float(len(trajs)),
         f"{prefix}/reward": sum(t.reward for t in trajs) / n,
@@ -41,16 +51,17 @@ def trajectory_metrics(trajectories: Iterable[Trajectory], prefix: str = "rollou
         f"{prefix}/alignment": _mean(crops),
         f"{prefix}/target_iou": _mean(ious),
         f"{prefix}/target_hit_rate": _mean([float(v >= 0.5) for v in ious]),
-        f"{prefix}/misaligned_share": sum(any(s < MISALIGNED_THRESHOLD for s in t.alignment_scores) for t in trajs)
+        f"{prefix}/misaligned_share": sum(any(s < MISALIGNED_THRESHOLD for s in t.alignment_scores) for t in zoomed)
         / n,
         f"{prefix}/confident_miss_share": sum(
-            bool(t.target_ious) and t.target_ious[-1] < MISSED_IOU and not t.truncated for t in trajs
+            bool(t.target_ious) and t.target_ious[-1] < MISSED_IOU and not t.truncated for t in zoomed
         )
         / n,
         f"{prefix}/truncated_share": sum(t.truncated for t in trajs) / n,
         f"{prefix}/turns": sum(t.num_turns for t in trajs) / n,
         f"{prefix}/response_tokens": sum(t.num_generated_tokens for t in trajs) / n,
-        f"{prefix}/tool_calls": sum(t.num_tool_calls for t in trajs) / n,
+        f"{prefix}/tool_calls": sum(t.num_tool_calls for t in zoomed) / n,
+        f"{prefix}/disabled_tool_calls": sum(t.num_tool_calls for t in trajs if not zoom_was_enabled(t)) / n,
     }
     if prefix == "rollout":
         metrics["tools/calls_per_episode"] = metrics["rollout/tool_calls"]
@@ -60,6 +71,37 @@ def trajectory_metrics(trajectories: Iterable[Trajectory], prefix: str = "rollou
         for code in ToolError:
             metrics[f"tools/error_rate/{code.value}"] = errors.count(code.value) / turns
     return metrics
+
+
+def zoom_was_enabled(trajectory: Trajectory) -> bool:
+    """False for a trajectory played with the zoom disabled (``info["zoom_enabled"] is False``)."""
+    return trajectory.info.get("zoom_enabled", True) is not False
+
+
+def progress_postfix(
+    stage: str, metrics: Mapping[str, float], held_out_accuracy: float | None = None
+) -> dict[str, str]:
+    """What the training progress bar shows after a step: the stage and the model's own numbers.
+
+    During the cold start (``stage="cold_start"``) the rollouts are the oracle's demonstrations, so
+    their reward and accuracy describe the oracle, not the model: the bar shows the stage, the SFT
+    loss and, once evaluated, the model's held-out accuracy. During RL it shows the reward and
+    accuracy of the model's own rollouts and the last held-out accuracy.
+
+    Args:
+        stage: The step's stage name (``"cold_start"`` or ``"rl"``).
+        metrics: The step's metrics (``rollout/*``, ``train/*``).
+        held_out_accuracy: The model's accuracy at the last held-out evaluation, if any.
+    """
+    shown: dict[str, str] = {"stage": "sft" if stage == "cold_start" else stage}
+    keys = ("train/loss",) if stage == "cold_start" else ("rollout/reward", "rollout/accuracy")
+    for key in keys:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)) and math.isfinite(value):
+            shown[key.split("/")[-1]] = f"{value:.3f}"
+    if held_out_accuracy is not None and math.isfinite(held_out_accuracy):
+        shown["held_out_acc"] = f"{held_out_accuracy:.3f}"
+    return shown
 
 
 def _mean(values: list[float]) -> float:

@@ -33,7 +33,7 @@ from mapo_agent import checkpoint as ckpt
 from mapo_agent.algorithms import Algorithm, make_algorithm
 from mapo_agent.config import Stage, TrainConfig
 from mapo_agent.evaluation import EvalReport, evaluate, summarize
-from mapo_agent.metrics import MetricsLogger, trajectory_metrics
+from mapo_agent.metrics import MetricsLogger, progress_postfix, trajectory_metrics
 from mapo_agent.policy import HFPolicy
 from mapo_agent.rollout import RolloutWorker
 from mapo_agent.types import Trajectory
@@ -145,13 +145,8 @@ class Trainer:
                 break
             if progress is not None:
                 progress.update(1)
-                progress.set_postfix(
-                    {
-                        k.split("/")[-1]: f"{metrics[k]:.3f}"
-                        for k in ("rollout/reward", "rollout/accuracy")
-                        if k in metrics
-                    }
-                )
+                held_out = self.last_eval.accuracy if self.last_eval is not None else None
+                progress.set_postfix(progress_postfix(config.stage_at(step).name, metrics, held_out))
         if progress is not None:
             progress.close()
         return self._finish(time.perf_counter() - started)

@@ -18,7 +18,7 @@ from gymnasium import spaces
 
 from mapo_env.actions import ParsedAction, ToolError, ZoomCall, parse_action
 from mapo_env.alignment.base import AlignmentRequest, AlignmentScorer
-from mapo_env.answers import match_answer, option_letters
+from mapo_env.answers import grade_answer, option_letters
 from mapo_env.data.base import VQADataset
 from mapo_env.errors import ConfigError, InvalidActionType, ResetNeeded
 from mapo_env.geometry import (
@@ -132,8 +132,9 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     far), ``target_iou`` / ``target_coverage`` (latest crop vs the ground-truth target boxes: best IoU,
     best fraction of a target inside the crop; None without boxes), ``tool_error`` (code or None),
     ``num_tool_calls``, ``num_tool_errors``, ``correct`` (bool at the end, else None), ``answer`` /
-    ``answer_index`` (parsed answer), ``crop_box`` (latest crop, original pixels), ``turn``,
-    ``sample_id``, ``sample_index``, ``category``, ``reward_terms`` (at the end).
+    ``answer_index`` (parsed answer), ``answer_match`` (how it was graded: ``"letter"``, ``"text"``,
+    ``"distinguishing_words"`` or ``"none"``; see :mod:`mapo_env.answers`), ``crop_box`` (latest crop,
+    original pixels), ``turn``, ``sample_id``, ``sample_index``, ``category``, ``reward_terms`` (at the end).
 
     ## Arguments
 
@@ -356,11 +357,17 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
                 ep.messages.append({"role": "user", "content": error_reply(error[1], turns_left)})
         info_extra: dict[str, Any] = {}
         if terminated:
-            index = match_answer(answer, ep.options)
+            index, how = grade_answer(answer, ep.options)
             correct = index == ep.answer_index
             terms = self._final_reward_terms(ep, correct)
             reward += sum(terms.values())
-            info_extra = {"answer": answer, "answer_index": index, "correct": correct, "reward_terms": terms}
+            info_extra = {
+                "answer": answer,
+                "answer_index": index,
+                "answer_match": how,
+                "correct": correct,
+                "reward_terms": terms,
+            }
         truncated = not terminated and (force_truncate or ep.turn >= self.max_turns)
         ep.done = terminated or truncated
         info = self._info(alignment=alignment, tool_error=error[0] if error else None, **info_extra)
@@ -502,6 +509,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         correct: bool | None = None,
         answer: str | None = None,
         answer_index: int | None = None,
+        answer_match: str | None = None,
         reward_terms: dict[str, float] | None = None,
     ) -> dict[str, Any]:
         ep = self._require_episode()
@@ -521,6 +529,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             "correct": correct,
             "answer": answer,
             "answer_index": answer_index,
+            "answer_match": answer_match,
             "crop_box": ep.crop_boxes[-1].bbox if ep.crop_boxes else None,
             "turn": ep.turn,
             "sample_id": ep.sample.sample_id,

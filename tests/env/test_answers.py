@@ -47,7 +47,7 @@ SHORT = ("red", "dark red", "blue", "light blue")
         ("C", SIDES, None),
         # rule 3: exact text (normalised)
         ("The color of the man's cap is black.", CAP, 2),
-        ("the color of the mans cap is black", CAP, None),  # "man's" -> "man s", not "mans"
+        ("the color of the mans cap is black", CAP, 2),  # not the exact text ("man's" -> "man s"), but "black"
         ("THE COLOR OF THE MAN'S CAP IS WHITE", CAP, 0),
         ("  the  color of the man's cap   is blue!! ", CAP, 1),
         ("dark red", SHORT, 1),
@@ -55,7 +55,8 @@ SHORT = ("red", "dark red", "blue", "light blue")
         # rule 4: containment, whole words, most specific
         ("White", CAP, 0),
         ("blue", CAP, 1),
-        ("I am sure the cap is black", CAP, None),  # no option inside, answer inside no option
+        ("I am sure the cap is black", CAP, 2),  # rule 5: "black" is the only distinguishing word named
+        ("I am sure the cap is not black", CAP, None),  # ... unless negated
         ("it is dark red", SHORT, 1),
         ("it is red", SHORT, 0),
         ("a light blue shade", SHORT, 3),
@@ -86,7 +87,8 @@ def test_duplicate_options_are_ambiguous_by_text_but_not_by_letter() -> None:
     options = ("Red", "red.", "blue")
     assert match_answer("red", options) is None
     assert match_answer("B", options) == 1
-    assert match_answer("A. red", options) is None  # the text names two options
+    assert match_answer("A. red", options) == 0  # the text names two options, one of them the letter's
+    assert match_answer("C. red", options) == 2  # ambiguous text: the letter decides
 
 
 def test_letters_follow_the_shown_order() -> None:

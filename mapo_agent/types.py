@@ -7,6 +7,7 @@ exact ids the policy appended for the environment's messages, never a re-tokenis
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
@@ -68,6 +69,9 @@ class Trajectory:
         reward: Sum of the environment's rewards over the episode.
         correct: Whether the final answer was right (``False`` when there was none).
         alignment_scores: ``info["alignment"]`` of each tool turn that returned a crop, in order.
+        tool_call_scores: One entry per zoom call the model attempted, in order: its alignment
+            score, or ``None`` when the call failed (malformed, refused, out of range). Empty when
+            unknown (then ``alignment_scores`` stands for it).
         num_tool_calls: Number of zoom calls that returned a crop.
         tool_errors: ``info["tool_error"]`` codes seen during the episode.
         target_ious: ``info["target_iou"]`` of each crop (when boxes are known).
@@ -87,6 +91,7 @@ class Trajectory:
     reward: float = 0.0
     correct: bool = False
     alignment_scores: list[float] = field(default_factory=list)
+    tool_call_scores: list[float | None] = field(default_factory=list)
     num_tool_calls: int = 0
     tool_errors: list[str] = field(default_factory=list)
     target_ious: list[float] = field(default_factory=list)
@@ -109,7 +114,8 @@ class AdvantageInput:
         rewards: (B,) episode rewards.
         group_ids: (B,) int64; rollouts of one question share an id.
         correct: (B,) bool task success (for dynamic sampling and accuracy-based filters).
-        alignment_scores: per trajectory, the per-tool-turn alignment scores in turn order.
+        alignment_scores: per trajectory, one entry per attempted tool call in order: its alignment
+            score, or ``None`` for a call that failed (see ``AdvantageConfig.invalid_call_policy``).
         num_tool_calls: (B,) int64.
         response_lengths: (B,) int64 number of generated tokens.
         truncated: (B,) bool.
@@ -118,7 +124,7 @@ class AdvantageInput:
     rewards: torch.Tensor
     group_ids: torch.Tensor
     correct: torch.Tensor
-    alignment_scores: list[list[float]]
+    alignment_scores: list[list[float | None]]
     num_tool_calls: torch.Tensor
     response_lengths: torch.Tensor
     truncated: torch.Tensor
@@ -130,11 +136,29 @@ class AdvantageInput:
             rewards=torch.tensor([t.reward for t in trajectories], dtype=torch.float32),
             group_ids=torch.tensor([t.group_id for t in trajectories], dtype=torch.long),
             correct=torch.tensor([t.correct for t in trajectories], dtype=torch.bool),
-            alignment_scores=[list(t.alignment_scores) for t in trajectories],
+            alignment_scores=[list(t.tool_call_scores or t.alignment_scores) for t in trajectories],
             num_tool_calls=torch.tensor([t.num_tool_calls for t in trajectories], dtype=torch.long),
             response_lengths=torch.tensor([t.num_generated_tokens for t in trajectories], dtype=torch.long),
             truncated=torch.tensor([t.truncated for t in trajectories], dtype=torch.bool),
         )
+
+
+@dataclass(frozen=True)
+class PatchMask:
+    """Which vision patches a forward pass masks, and how (PAPO's masked view, arXiv 2507.06448 §3).
+
+    Attributes:
+        ratio: Probability that each patch is masked, drawn independently per patch (PAPO's
+            ``random_patch_blackening(black_prob=0.6)``), in (0, 1].
+        image_seeds: One entry per image of the batch, in placeholder order (row by row, each row's
+            images in order): the seed of that image's mask, or ``None`` to leave it untouched.
+            Images with the same seed and grid get the same mask.
+        fill: ``"black"``: pixel value 0 (PAPO's code); ``"mean"``: the image's mean colour.
+    """
+
+    ratio: float
+    image_seeds: tuple[int | None, ...]
+    fill: str = "black"
 
 
 @dataclass
@@ -161,6 +185,43 @@ class ForwardOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+@dataclass(frozen=True)
+class LossNormalizer:
+    """Denominators of a whole optimizer minibatch, so that its micro-batches' losses add up to the unsplit loss.
+
+    Gradient accumulation over micro-batches of different sizes is exact only if every micro-batch
+    divides by the *minibatch's* counts, not its own (a per-chunk token mean weighs a short chunk's
+    tokens more; DAPO's token-level loss, arXiv 2503.14476 §3.3, is a mean over all the batch's
+    tokens). The trainer counts them over every micro-batch (and every process) and hands them to the
+    loss through :attr:`TrainBatch.normalizer`; :func:`mapo_agent.algorithms.losses.aggregate` uses them.
+
+    Attributes:
+        tokens: Loss tokens (``loss_mask`` 1) of the minibatch.
+        sequences_with_tokens: Sequences with at least one loss token.
+        sequences: Sequences.
+        extra: Further sums an algorithm's own terms divide by (:meth:`Algorithm.loss_counts`), e.g.
+            grounded SFT's captioned images and pointing events.
+    """
+
+    tokens: float
+    sequences_with_tokens: float
+    sequences: float
+    extra: Mapping[str, float] = field(default_factory=dict)
+
+    def get(self, name: str) -> float:
+        """The extra count ``name``.
+
+        Raises:
+            KeyError: The trainer did not count it (the algorithm's ``loss_counts`` does not return it).
+        """
+        if name not in self.extra:
+            raise KeyError(
+                f"LossNormalizer has no count {name!r} (it has {sorted(self.extra)}); the algorithm's "
+                "loss_counts() must return it so the trainer sums it over the minibatch."
+            )
+        return float(self.extra[name])
+
+
 @dataclass
 class TrainBatch:
     """A collated, right-padded batch of trajectories, ready for a teacher-forced forward pass.
@@ -179,6 +240,8 @@ class TrainBatch:
         model_inputs: Model-specific tensors for the forward pass (pixel values, image grids, token
             types ...); opaque to algorithms.
         trajectories: The trajectories in row order (for metrics and per-row extras).
+        normalizer: The denominators of the whole minibatch this batch is a micro-batch of (set by the
+            trainer); ``None``: the batch is the whole minibatch and losses divide by its own counts.
     """
 
     input_ids: torch.Tensor
@@ -190,6 +253,7 @@ class TrainBatch:
     ref_logprobs: torch.Tensor | None = None
     model_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     trajectories: list[Trajectory] = field(default_factory=list)
+    normalizer: LossNormalizer | None = None
 
     def to(self, device: torch.device | str) -> TrainBatch:
         """A copy with every tensor moved to ``device``."""
@@ -221,8 +285,7 @@ class TrainablePolicy(Protocol):
         self,
         batch: TrainBatch,
         *,
-        image_patch_mask_ratio: float = 0.0,
-        mask_generator: torch.Generator | None = None,
+        patch_mask: PatchMask | None = None,
         output_hidden_states: bool = False,
         output_layer_hidden_states: bool = False,
         output_attentions: bool = False,
@@ -232,9 +295,8 @@ class TrainablePolicy(Protocol):
 
         Args:
             batch: The batch.
-            image_patch_mask_ratio: Fraction of each image's vision patches replaced by the image mean
-                before encoding (PAPO's masked view); 0 leaves images untouched.
-            mask_generator: Random generator for the patch mask (reproducibility).
+            patch_mask: Mask these images' vision patches before encoding (PAPO's masked view);
+                ``None`` leaves images untouched.
             output_hidden_states: Fill :attr:`ForwardOutput.hidden_states` (last layer).
             output_layer_hidden_states: Fill :attr:`ForwardOutput.layer_hidden_states` (every layer).
                 Optional for policies; grounding losses need it.

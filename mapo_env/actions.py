@@ -141,6 +141,24 @@ class ToolError(str, Enum):
     """A :class:`mapo_env.wrappers.ToolBudget` refused the call."""
 
 
+FAILED_CALL_ERRORS: frozenset[str] = frozenset(
+    e.value
+    for e in (
+        ToolError.BAD_JSON,
+        ToolError.UNKNOWN_TOOL,
+        ToolError.BAD_ARGS,
+        ToolError.MISSING_LABEL,
+        ToolError.LABEL_TOO_LONG,
+        ToolError.BAD_BBOX,
+        ToolError.BAD_ASPECT_RATIO,
+        ToolError.BAD_IMAGE_INDEX,
+        ToolError.TOOL_BUDGET_EXCEEDED,
+    )
+)
+"""``info["tool_error"]`` codes that mean "the model called the zoom tool and the call failed" (no crop
+came back), as opposed to turns that called nothing (``no_action``) or answer-side errors."""
+
+
 @dataclass(frozen=True)
 class ZoomCall:
     """A syntactically valid zoom call, coordinates as written by the model.

@@ -12,6 +12,7 @@ from mapo_agent.algorithms.base import (
     AlgorithmConfig,
     GroupSelection,
     PreparedRollouts,
+    RunContext,
     make_algorithm,
 )
 from mapo_agent.algorithms.dapo import DAPO, DAPOConfig
@@ -48,6 +49,7 @@ __all__ = [
     "PAPOConfig",
     "PreparedRollouts",
     "RLOOConfig",
+    "RunContext",
     "SFTConfig",
     "VGPOConfig",
     "make_algorithm",

@@ -3,7 +3,10 @@
 A trainer drives any registered algorithm through the same calls and never looks at its name::
 
     algo = make_algorithm("mapo", kl_coef=0.0)            # or ALGORITHMS.get(name)(config)
+    algo.bind(RunContext(max_new_tokens=64, max_turns=6))  # what the run's generation budget is
     trajectories = collect(source=algo.rollout_source)     # "policy" samples, "oracle" = scripted expert
+    while algo.select_groups(trajectories) is short and rounds < algo.max_sampling_rounds:
+        trajectories += collect(more questions)            # dynamic sampling refills the batch (DAPO)
     prepared = algo.prepare(trajectories)                  # select groups -> shape rewards -> advantages
     batch = policy.collate(prepared.trajectories, prepared.advantages)
     if algo.needs_reference_model:
@@ -39,6 +42,24 @@ from mapo_env.errors import ConfigError
 RolloutSource = Literal["policy", "oracle"]
 
 
+@dataclass(frozen=True)
+class RunContext:
+    """What an algorithm may know about the run it trains in; the trainer binds it (:meth:`Algorithm.bind`).
+
+    Attributes:
+        max_new_tokens: Token cap of one generated turn.
+        max_turns: The environment's turn limit.
+    """
+
+    max_new_tokens: int
+    max_turns: int
+
+    @property
+    def generation_budget(self) -> int:
+        """The most tokens one episode can generate: ``max_new_tokens * max_turns``."""
+        return self.max_new_tokens * self.max_turns
+
+
 @dataclass
 class AlgorithmConfig:
     """Settings every algorithm has.
@@ -46,8 +67,9 @@ class AlgorithmConfig:
     Attributes:
         loss_agg_mode: How per-token losses become a scalar (see
             :data:`mapo_agent.algorithms.losses.LossAggMode`); ``"token-mean"`` by default.
-        loss_norm_length: The constant L of ``"seq-mean-token-sum-norm"`` (set it to the maximum
-            response length for Dr.GRPO); ``None`` uses the padded width of each batch.
+        loss_norm_length: The constant L of ``"seq-mean-token-sum-norm"``; ``None`` (default) uses
+            the run's generation budget (:attr:`RunContext.generation_budget`, Dr.GRPO's constant),
+            never a batch's padded width.
     """
 
     loss_agg_mode: LossAggMode = "token-mean"
@@ -121,6 +143,13 @@ class Algorithm(ABC):
             :class:`AlgorithmConfig`).
         rollout_source: ``"policy"``: the trainer samples trajectories from the policy;
             ``"oracle"``: it collects the environment's scripted expert trajectories instead (SFT).
+        needs_whole_groups: The loss compares rollouts of a question with each other (VGPO), so the
+            trainer never splits a question group across micro-batches, even past the token budget.
+        summed_metrics: Metrics that are a micro-batch's share of a minibatch quantity (terms divided
+            by the batch's :class:`~mapo_agent.types.LossNormalizer`): the trainer sums them over
+            micro-batches. Names ending in ``_loss`` are summed too; every other metric is averaged,
+            weighted by loss tokens.
+        loss_count_names: Extra sums the loss divides by (:meth:`loss_counts`); empty = none.
 
     Args:
         config: An instance of :attr:`config_class` (or of a subclass); ``None`` uses its defaults.
@@ -131,6 +160,9 @@ class Algorithm(ABC):
 
     config_class: ClassVar[type[AlgorithmConfig]] = AlgorithmConfig
     rollout_source: ClassVar[RolloutSource] = "policy"
+    needs_whole_groups: ClassVar[bool] = False
+    summed_metrics: ClassVar[frozenset[str]] = frozenset({"train/loss"})
+    loss_count_names: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: AlgorithmConfig | None = None) -> None:
         if config is None:
@@ -141,6 +173,35 @@ class Algorithm(ABC):
                 f"build it with {type(self).__name__}.config_class(...) or make_algorithm(name, **fields)."
             )
         self.config = config
+        self.context: RunContext | None = None
+
+    def bind(self, context: RunContext) -> Algorithm:
+        """Tell the algorithm about its run (generation budget); the trainer calls it before the first step."""
+        self.context = context
+        return self
+
+    @property
+    def norm_length(self) -> int | None:
+        """The constant L of ``"seq-mean-token-sum-norm"``: ``loss_norm_length``, else the run's generation budget.
+
+        Raises:
+            ConfigError: The mode needs L, none is configured and no run context is bound.
+        """
+        length = getattr(self.config, "loss_norm_length", None)
+        if length is not None or getattr(self.config, "loss_agg_mode", None) != "seq-mean-token-sum-norm":
+            return length
+        if self.context is None:
+            raise ConfigError(
+                f"{type(self).__name__} uses loss_agg_mode='seq-mean-token-sum-norm', whose divisor is a constant: "
+                "set loss_norm_length, or bind the run's generation budget with algorithm.bind(RunContext(...)) "
+                "(the Trainer does)."
+            )
+        return self.context.generation_budget
+
+    @property
+    def max_sampling_rounds(self) -> int:
+        """Rollout rounds a trainer may draw per step to refill dropped groups (1 = no refill)."""
+        return 1
 
     @property
     def needs_reference_model(self) -> bool:
@@ -166,7 +227,20 @@ class Algorithm(ABC):
 
     @abstractmethod
     def loss(self, policy: TrainablePolicy, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
-        """Scalar loss to minimise for one (mini)batch, and ``train/*`` metrics (floats)."""
+        """Scalar loss to minimise for one (mini)batch, and ``train/*`` metrics (floats).
+
+        When ``batch.normalizer`` is set, the batch is one micro-batch of a larger minibatch and every
+        term divides by the minibatch's counts (pass ``normalizer=batch.normalizer`` to
+        :func:`~mapo_agent.algorithms.losses.aggregate`), so the micro-batches' losses add up to it.
+        """
+
+    def loss_counts(self, policy: TrainablePolicy, batch: TrainBatch) -> dict[str, float]:
+        """This batch's share of each extra denominator in :attr:`loss_count_names` (none by default).
+
+        The trainer calls it on every micro-batch of a minibatch before any loss, sums the values (over
+        processes too) and passes them as ``batch.normalizer.extra``.
+        """
+        return {}
 
     def rollout_metrics(self, inp: AdvantageInput, advantages: torch.Tensor) -> dict[str, float]:
         """``rollout/*`` statistics of the rewards the advantage saw and of the advantages."""

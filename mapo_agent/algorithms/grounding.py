@@ -45,7 +45,15 @@ import torch.nn.functional as F
 from mapo_agent.algorithms.base import ALGORITHMS, batch_on_device
 from mapo_agent.algorithms.losses import aggregate, masked_mean
 from mapo_agent.algorithms.sft import SFT, SFTConfig
-from mapo_agent.types import ForwardOutput, GroundablePolicy, GroundedObject, Grounding, TrainBatch, Trajectory
+from mapo_agent.types import (
+    ForwardOutput,
+    GroundablePolicy,
+    GroundedObject,
+    Grounding,
+    LossNormalizer,
+    TrainBatch,
+    Trajectory,
+)
 from mapo_env.actions import format_tool_call
 from mapo_env.errors import ConfigError
 from mapo_env.geometry import ImageFrame, box_coverage
@@ -129,6 +137,8 @@ class GroundedSFT(SFT):
     config_class = GroundedSFTConfig
     config: GroundedSFTConfig
     rollout_source = "oracle"
+    summed_metrics = frozenset({"train/loss", "train/nll"})
+    loss_count_names = ("caption_weight", "pointing_events")
 
     def __init__(self, config: GroundedSFTConfig | None = None) -> None:
         super().__init__(config)
@@ -149,7 +159,9 @@ class GroundedSFT(SFT):
             options["loss_positions_only"] = True
         out = policy.forward(batch, **options)
         batch = batch_on_device(batch, out.logprobs)
-        nll = aggregate(-out.logprobs, batch.loss_mask, cfg.loss_agg_mode, cfg.loss_norm_length)
+        nll = aggregate(
+            -out.logprobs, batch.loss_mask, cfg.loss_agg_mode, self.norm_length, normalizer=batch.normalizer
+        )
         loss = nll
         with torch.no_grad():
             metrics = {
@@ -157,19 +169,37 @@ class GroundedSFT(SFT):
                 "train/entropy": float(masked_mean(out.entropy.detach(), batch.loss_mask).item()),
             }
         if out.layer_hidden_states is not None:
-            caption = self._caption_loss(policy, out, targets)
+            caption = self._caption_loss(policy, out, targets, batch.normalizer)
             loss = loss + cfg.caption_coef * caption
             metrics["train/caption_loss"] = float(caption.item())
         if out.attentions is not None:
-            pointing, mass = self._pointing_loss(out, targets)
+            pointing, mass = self._pointing_loss(out, targets, batch.normalizer)
             loss = loss + cfg.pointing_coef * pointing
             metrics["train/pointing_loss"] = float(pointing.item())
             metrics["train/pointing_mass"] = mass
         metrics["train/loss"] = float(loss.item())
         return loss, metrics
 
+    def loss_counts(self, policy: GroundablePolicy, batch: TrainBatch) -> dict[str, float]:
+        """``caption_weight`` (captioned images: each one's pair weights sum to 1) and ``pointing_events``.
+
+        When the batch is a micro-batch (``batch.normalizer`` set), the caption and pointing terms divide
+        by these counts summed over the whole minibatch; a whole batch divides by its own.
+        """
+        cfg = self.config
+        if not (cfg.caption_coef > 0 or cfg.pointing_coef > 0):
+            return {"caption_weight": 0.0, "pointing_events": 0.0}
+        targets = self.targets(policy, batch)
+        return {"caption_weight": float(sum(targets.caption_weights)), "pointing_events": float(len(targets.pointing))}
+
     # ------------------------------------------------------------------------------------- losses
-    def _caption_loss(self, policy: GroundablePolicy, out: ForwardOutput, targets: GroundingTargets) -> torch.Tensor:
+    def _caption_loss(
+        self,
+        policy: GroundablePolicy,
+        out: ForwardOutput,
+        targets: GroundingTargets,
+        normalizer: LossNormalizer | None = None,
+    ) -> torch.Tensor:
         layers = out.layer_hidden_states
         if self.config.caption_layer >= len(layers):
             raise ConfigError(
@@ -183,9 +213,12 @@ class GroundedSFT(SFT):
         tokens = torch.as_tensor(targets.caption_tokens, device=hidden.device)
         weights = torch.as_tensor(targets.caption_weights, device=hidden.device, dtype=torch.float32)
         per_pair = F.cross_entropy(logits, tokens, reduction="none")
-        return (per_pair * weights).sum() / weights.sum()
+        total = weights.sum() if normalizer is None else normalizer.get("caption_weight")
+        return (per_pair * weights).sum() / total
 
-    def _pointing_loss(self, out: ForwardOutput, targets: GroundingTargets) -> tuple[torch.Tensor, float]:
+    def _pointing_loss(
+        self, out: ForwardOutput, targets: GroundingTargets, normalizer: LossNormalizer | None = None
+    ) -> tuple[torch.Tensor, float]:
         attentions = out.attentions
         missing = [layer for layer in self.config.pointing_layers if layer >= len(attentions)]
         if missing:
@@ -202,12 +235,13 @@ class GroundedSFT(SFT):
             queries[i, query] = True
             keys[i, key] = 1.0
         per_query = queries.sum(-1).clamp(min=1).float()  # (E,)
+        events = len(targets.pointing) if normalizer is None else normalizer.get("pointing_events")
         terms, masses = [], []
         for layer in self.config.pointing_layers:
             probs = attentions[layer][rows, : self.config.pointing_heads].float()  # (E, H, T, T)
             mass = (probs * keys[:, None, None, :]).sum(-1)  # (E, H, T): attention on the target's tokens
             nll = -torch.log(mass + 1e-6) * queries[:, None, :]
-            terms.append((nll.sum(-1) / per_query[:, None]).mean())
+            terms.append((nll.sum(-1) / per_query[:, None]).mean(dim=1).sum() / events)  # mean: heads, events
             masses.append(((mass * queries[:, None, :]).sum(-1) / per_query[:, None]).mean().detach())
         return torch.stack(terms).mean(), float(torch.stack(masses).mean().item())
 

@@ -1,5 +1,11 @@
 """GRPO (DeepSeekMath, arXiv 2402.03300): group-normalised outcome advantage + PPO-clip loss.
 
+Defaults are the paper's (§4.1.2, Eq. 3; §4.2 for the values): each sequence's token mean, then the
+mean over sequences (``seq-mean-token-mean``, the 1/|o_i| of Eq. 3), a symmetric clip ε = 0.2, and
+the unbiased k3 estimator of KL(π_θ‖π_ref) (Eq. 4) in the loss with β = 0.04 (which makes the
+trainer keep a frozen reference model). DAPO-style departures (token mean, clip-higher, no KL) are
+config values (see :mod:`mapo_agent.algorithms.dapo`).
+
 :class:`GRPO` is also the parent of every policy-gradient peer here. Its :meth:`GRPO.loss` names
 each term and sums them once::
 
@@ -29,36 +35,43 @@ from mapo_agent.algorithms.base import (
     batch_on_device,
     keep_mixed_groups,
 )
-from mapo_agent.algorithms.losses import aggregate, entropy_bonus, k3_kl, masked_mean, ppo_clip_loss
+from mapo_agent.algorithms.losses import LossAggMode, aggregate, entropy_bonus, k3_kl, masked_mean, ppo_clip_loss
 from mapo_agent.types import AdvantageInput, ForwardOutput, TrainablePolicy, TrainBatch, Trajectory
 from mapo_env.errors import ConfigError
 
 
 @dataclass
 class GRPOConfig(AlgorithmConfig):
-    """Settings of GRPO and its peers (defaults: ALGORITHMS.md §1.6 / §5).
+    """Settings of GRPO and its peers (defaults: GRPO's paper, arXiv 2402.03300 §4.1.2 Eq. 3 and §4.2).
 
     Attributes:
+        loss_agg_mode: ``"seq-mean-token-mean"``: Eq. 3's 1/G Σ_i 1/|o_i| Σ_t.
         advantage_estimator: Key of :data:`~mapo_agent.algorithms.advantages.ADVANTAGE_ESTIMATORS`;
             checked when the config is built.
         advantage: Estimator settings (:class:`AdvantageConfig`; a ``dict`` is converted).
         clip_low: ε_low: the ratio is clipped below at 1 − ε_low (0.2).
-        clip_high: ε_high: the ratio is clipped above at 1 + ε_high (0.28, DAPO's clip-higher).
+        clip_high: ε_high: the ratio is clipped above at 1 + ε_high (0.2, symmetric as in the paper;
+            DAPO's clip-higher is 0.28).
         dual_clip: Dual-clip constant C > 1 for negative advantages, or ``None`` (off).
-        kl_coef: Weight of the k3 KL to the reference model, in the loss; > 0 makes the trainer
-            load a reference model. 0 by default (multimodal practice; GRPO's paper used 0.04).
+        kl_coef: β, weight of the k3 KL to the reference model, in the loss (0.04, the paper's value);
+            > 0 makes the trainer keep a frozen reference model; 0 turns it off.
         entropy_coef: Weight of an entropy bonus on the policy's full-distribution entropy (0).
-        dynamic_sampling: Drop groups whose rollouts are all correct or all wrong (DAPO); off.
+        dynamic_sampling: Drop groups whose rollouts are all correct or all wrong, and let the
+            trainer draw more questions to refill the batch (DAPO); off.
+        dynamic_sampling_max_rounds: With ``dynamic_sampling``, at most this many rollout rounds per
+            step (verl's ``max_num_gen_batches``; 10); after them the step trains on what it kept.
     """
 
     advantage_estimator: str = "grpo"
     advantage: AdvantageConfig = field(default_factory=AdvantageConfig)
+    loss_agg_mode: LossAggMode = "seq-mean-token-mean"
     clip_low: float = 0.2
-    clip_high: float = 0.28
+    clip_high: float = 0.2
     dual_clip: float | None = None
-    kl_coef: float = 0.0
+    kl_coef: float = 0.04
     entropy_coef: float = 0.0
     dynamic_sampling: bool = False
+    dynamic_sampling_max_rounds: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -72,15 +85,21 @@ class GRPOConfig(AlgorithmConfig):
         if self.dual_clip is not None and not self.dual_clip > 1:
             raise ConfigError(f"dual_clip must be > 1 or None, got {self.dual_clip!r}; PAPO uses 3.0.")
         if not self.kl_coef >= 0:
-            raise ConfigError(f"kl_coef must be >= 0, got {self.kl_coef!r}; use 0 (off) or e.g. 0.01.")
+            raise ConfigError(f"kl_coef must be >= 0, got {self.kl_coef!r}; use 0 (off) or e.g. 0.04 (GRPO).")
+        if self.dynamic_sampling_max_rounds < 1:
+            raise ConfigError(
+                f"dynamic_sampling_max_rounds must be >= 1, got {self.dynamic_sampling_max_rounds!r}; "
+                "DAPO recipes use 10."
+            )
 
 
 @ALGORITHMS.register("grpo")
 class GRPO(Algorithm):
-    """Group Relative Policy Optimization with the token-mean PPO-clip loss."""
+    """Group Relative Policy Optimization: PPO-clip on group-normalised outcome advantages, k3 KL to a reference."""
 
     config_class = GRPOConfig
     config: GRPOConfig
+    summed_metrics = frozenset({"train/loss", "train/kl"})
 
     @property
     def needs_reference_model(self) -> bool:
@@ -92,6 +111,11 @@ class GRPO(Algorithm):
         if self.config.dynamic_sampling:
             return keep_mixed_groups(trajectories)
         return super().select_groups(trajectories)
+
+    @property
+    def max_sampling_rounds(self) -> int:
+        """``dynamic_sampling_max_rounds`` with dynamic sampling on, else 1."""
+        return self.config.dynamic_sampling_max_rounds if self.config.dynamic_sampling else 1
 
     def compute_advantages(self, inp: AdvantageInput) -> torch.Tensor:
         """(B,) advantages from the configured estimator."""
@@ -134,7 +158,8 @@ class GRPO(Algorithm):
             clip_high=cfg.clip_high,
             dual_clip=cfg.dual_clip,
             agg=cfg.loss_agg_mode,
-            norm_length=cfg.loss_norm_length,
+            norm_length=self.norm_length,
+            normalizer=batch.normalizer,
         )
         terms: dict[str, torch.Tensor] = {"pg_loss": pg_loss}
         metrics.update({f"train/{k}": v for k, v in pg_metrics.items()})
@@ -143,7 +168,12 @@ class GRPO(Algorithm):
             terms["kl_loss"] = kl_term
         if cfg.entropy_coef:
             terms["entropy_loss"] = entropy_bonus(
-                out.entropy, batch.loss_mask, cfg.entropy_coef, cfg.loss_agg_mode, cfg.loss_norm_length
+                out.entropy,
+                batch.loss_mask,
+                cfg.entropy_coef,
+                cfg.loss_agg_mode,
+                self.norm_length,
+                normalizer=batch.normalizer,
             )
         extra_terms, extra_metrics = self.extra_loss_terms(policy, batch, out)
         terms.update(extra_terms)
@@ -168,7 +198,11 @@ class GRPO(Algorithm):
                 )
             return None, 0.0
         kl = aggregate(
-            k3_kl(out.logprobs, batch.ref_logprobs), batch.loss_mask, cfg.loss_agg_mode, cfg.loss_norm_length
+            k3_kl(out.logprobs, batch.ref_logprobs),
+            batch.loss_mask,
+            cfg.loss_agg_mode,
+            self.norm_length,
+            normalizer=batch.normalizer,
         )
         value = float(kl.detach().item())
         return (cfg.kl_coef * kl if cfg.kl_coef > 0 else None), value

@@ -53,7 +53,9 @@ class SFT(Algorithm):
         """NLL of the loss-mask tokens; metrics ``train/loss``, ``train/nll``, ``train/entropy``."""
         out = policy.forward(batch)
         batch = batch_on_device(batch, out.logprobs)
-        nll = aggregate(-out.logprobs, batch.loss_mask, self.config.loss_agg_mode, self.config.loss_norm_length)
+        nll = aggregate(
+            -out.logprobs, batch.loss_mask, self.config.loss_agg_mode, self.norm_length, normalizer=batch.normalizer
+        )
         with torch.no_grad():
             metrics = {
                 "train/loss": float(nll.item()),

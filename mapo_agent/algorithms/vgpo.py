@@ -18,8 +18,9 @@ all weights are detached)::
 
 Choices where the sources are silent or buggy: groups are formed by ``batch.group_ids`` over the
 whole batch given to :meth:`VGPO.loss` (the released code assumes consecutive rows of a micro-batch;
-keep groups whole in minibatches); the batch min-max runs over loss tokens only (the code also
-counts padding); h is taken at the generated token's own position; min-max of a constant is 0;
+the trainer keeps groups whole in micro-batches, :attr:`VGPO.needs_whole_groups`); the batch min-max
+(over the micro-batch the loss is given, as in the released code) runs over loss tokens only (the code
+also counts padding); h is taken at the generated token's own position; min-max of a constant is 0;
 a row without image tokens keeps its advantages unchanged (both factors 1).
 """
 
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from mapo_agent.algorithms.advantages import check_choice
 from mapo_agent.algorithms.base import ALGORITHMS
 from mapo_agent.algorithms.grpo import GRPO, GRPOConfig
+from mapo_agent.algorithms.losses import LossAggMode
 from mapo_agent.types import ForwardOutput, TrainBatch
 from mapo_env.errors import ConfigError
 
@@ -167,7 +169,10 @@ class VGPOConfig(GRPOConfig):
     """GRPO config with VGPO's defaults and knobs (see :class:`GRPOConfig` for the shared fields).
 
     Attributes:
-        dynamic_sampling: Drop all-correct / all-wrong groups (on, DAPO-style).
+        loss_agg_mode: ``"token-mean"`` (the released code's DAPO-style base).
+        clip_high: 0.28 (clip-higher, as the released training script).
+        kl_coef: 0 (``disable_kl`` in the released script).
+        dynamic_sampling: Drop all-correct / all-wrong groups and refill the batch (on, DAPO-style).
         compensation_coef: β, the late-token compensation at the last token (0.3).
         compensation_start: γ, fraction of each sequence before the compensated tail (0.5).
         compensation_top_ratio: κ, fraction of tail tokens (highest focus) compensated (0.2).
@@ -178,6 +183,9 @@ class VGPOConfig(GRPOConfig):
         inter_factor_max: Upper clip of the trajectory factor (2.0).
     """
 
+    loss_agg_mode: LossAggMode = "token-mean"
+    clip_high: float = 0.28
+    kl_coef: float = 0.0
     dynamic_sampling: bool = True
     compensation_coef: float = 0.3
     compensation_start: float = 0.5
@@ -214,6 +222,8 @@ class VGPO(GRPO):
 
     config_class = VGPOConfig
     config: VGPOConfig
+    needs_whole_groups = True
+    needs_whole_groups = True
 
     def forward_kwargs(self) -> dict[str, Any]:
         """Ask the policy for last-layer hidden states (no extra forward pass)."""

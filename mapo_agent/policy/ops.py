@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 
+from mapo_agent.types import PatchMask
 from mapo_env.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16}
@@ -68,39 +69,53 @@ def token_logprobs_and_entropy(
 def mask_image_patches(
     pixel_values: torch.Tensor,
     image_grid_thw: torch.Tensor,
-    ratio: float,
-    generator: torch.Generator | None = None,
+    mask: PatchMask,
+    black: torch.Tensor | None = None,
     num_channels: int = 3,
 ) -> torch.Tensor:
-    """PAPO's masked view: replace a random ``ratio`` of each image's patches by that image's mean colour.
+    """PAPO's masked view: each patch of each selected image is masked with probability ``mask.ratio``.
 
     Each row of ``pixel_values`` is one vision patch (``C * temporal * patch * patch`` values, channel
-    first). For every image, ``round(ratio * n)`` of its ``n = t * h * w`` rows (at least one when
-    ``ratio > 0``) are chosen uniformly without replacement and set to the image's per-channel mean
-    (in the normalised space the vision tower sees).
+    first; 14x14 pixels for Qwen2-VL, the patch size of PAPO's ``random_patch_blackening``). For image
+    i with seed ``mask.image_seeds[i]`` (``None``: untouched), a CPU generator seeded with it draws an
+    independent Bernoulli(``ratio``) per patch; masked patches become black (``fill="black"``:
+    ``black``, the normalised value of pixel 0 per channel) or the image's per-channel mean
+    (``"mean"``). The same seed and grid give the same mask, whatever the batch.
 
     Args:
         pixel_values: (N, D) patch rows of every image, in order.
         image_grid_thw: (I, 3) patch grid of each image.
-        ratio: Fraction of patches to mask, in [0, 1].
-        generator: CPU random generator (for reproducible masks).
+        mask: What to mask (:class:`~mapo_agent.types.PatchMask`).
+        black: (C,) normalised value of a black pixel; required for ``fill="black"``.
         num_channels: Image channels (3 for RGB).
 
     Returns:
         A masked copy of ``pixel_values``.
+
+    Raises:
+        ConfigError: A ratio outside (0, 1], a seed list of the wrong length, an unknown fill, or
+            ``fill="black"`` without ``black``.
     """
-    if not 0.0 <= ratio <= 1.0:
-        raise ConfigError(f"image_patch_mask_ratio must be in [0, 1], got {ratio}")
+    if not 0.0 < mask.ratio <= 1.0:
+        raise ConfigError(f"PatchMask.ratio must be in (0, 1], got {mask.ratio}")
+    if len(mask.image_seeds) != image_grid_thw.shape[0]:
+        raise ConfigError(
+            f"PatchMask.image_seeds has {len(mask.image_seeds)} entries for {image_grid_thw.shape[0]} images; "
+            "give one (seed or None) per image of the batch, row by row."
+        )
+    if mask.fill not in ("black", "mean") or (mask.fill == "black" and black is None):
+        raise ConfigError(f"PatchMask.fill must be 'black' (with the black value) or 'mean', got {mask.fill!r}")
     out = pixel_values.clone()
-    if ratio == 0.0:
-        return out
     start = 0
-    for grid in image_grid_thw.tolist():
+    for seed, grid in zip(mask.image_seeds, image_grid_thw.tolist()):
         n = grid[0] * grid[1] * grid[2]
-        rows = out[start : start + n].view(n, num_channels, -1)  # (n, C, T*P*P)
-        mean = rows.mean(dim=(0, 2), keepdim=True)  # (1, C, 1)
-        k = max(1, round(ratio * n))
-        chosen = torch.randperm(n, generator=generator)[:k].to(out.device)
-        rows[chosen] = mean.expand(k, -1, rows.shape[-1])
+        if seed is not None:
+            rows = out[start : start + n].view(n, num_channels, -1)  # (n, C, T*P*P)
+            drop = torch.rand(n, generator=torch.Generator().manual_seed(int(seed))) < mask.ratio  # (n,)
+            if mask.fill == "black":
+                value = black.to(rows.dtype).to(rows.device).view(1, num_channels, 1)  # type: ignore[union-attr]
+            else:
+                value = rows.mean(dim=(0, 2), keepdim=True)  # (1, C, 1)
+            rows[drop.to(rows.device)] = value.expand(int(drop.sum()), -1, rows.shape[-1])
         start += n
     return out

@@ -2,8 +2,9 @@
 
 Vocabulary of 16 ids: 0 = padding, 1 = image placeholder, the rest text. Each trajectory carries
 one 4x4 RGB image, cut into 4 patches of 2x2x3 values; the k-th image token of a row receives the
-projection of patch k. ``image_patch_mask_ratio`` replaces that fraction of patches (drawn with
-``mask_generator``) by the image mean, so the masked view really changes the log-probs. A causal
+projection of patch k. A ``patch_mask`` masks each patch of a row's image with its probability
+(one seeded draw per image, as the real policy), filling black (0) or the image mean, so the masked
+view really changes the log-probs. A causal
 running mean of the token embeddings gives every position a view of everything before it.
 """
 
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mapo_agent.types import ForwardOutput, TrainBatch, Trajectory
+from mapo_agent.types import ForwardOutput, PatchMask, TrainBatch, Trajectory
 
 VOCAB = 16
 IMAGE_TOKEN = 1
@@ -73,22 +74,30 @@ class FakePolicy(nn.Module):
         self,
         batch: TrainBatch,
         *,
-        image_patch_mask_ratio: float = 0.0,
-        mask_generator: torch.Generator | None = None,
+        patch_mask: PatchMask | None = None,
         output_hidden_states: bool = False,
     ) -> ForwardOutput:
         self.calls.append(
             {
-                "image_patch_mask_ratio": image_patch_mask_ratio,
-                "mask_generator": mask_generator,
+                "patch_mask": patch_mask,
                 "output_hidden_states": output_hidden_states,
                 "grad_enabled": torch.is_grad_enabled(),
             }
         )
         patches = batch.model_inputs["pixel_values"]  # (B, P, F)
-        if image_patch_mask_ratio > 0:
-            drop = torch.rand(patches.shape[:2], generator=mask_generator) < image_patch_mask_ratio  # (B, P)
-            patches = torch.where(drop.unsqueeze(-1), patches.mean(dim=1, keepdim=True), patches)
+        if patch_mask is not None:
+            seeds = patch_mask.image_seeds  # one image per row here
+            assert len(seeds) == patches.shape[0], "one seed (or None) per image"
+            drop = torch.stack(
+                [
+                    torch.rand(NUM_PATCHES, generator=torch.Generator().manual_seed(s)) < patch_mask.ratio
+                    if s is not None
+                    else torch.zeros(NUM_PATCHES, dtype=torch.bool)
+                    for s in seeds
+                ]
+            )  # (B, P)
+            fill = patches.mean(dim=1, keepdim=True) if patch_mask.fill == "mean" else torch.zeros_like(patches)
+            patches = torch.where(drop.unsqueeze(-1), fill, patches)
         ids = batch.input_ids  # (B, T)
         image_mask = ids == IMAGE_TOKEN
         x = self.embed(ids)  # (B, T, D)

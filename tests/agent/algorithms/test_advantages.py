@@ -147,7 +147,16 @@ S_EARLY = [0.4, 0.4, 0.0, 1.125 / 1.75]
 
 
 def mapo_cfg(**kw) -> AdvantageConfig:
+    """The z-scored variant with S = 0 for no-tool rollouts (the hand values below), unless overridden."""
+    kw = {"semantic_scale": "zscore", "no_tool_policy": "zero", **kw}
     return AdvantageConfig(discount=0.5, **kw)
+
+
+def centred(values: list[float]) -> list[float]:
+    if len(values) < 2 or len(set(values)) == 1:
+        return [0.0] * len(values)
+    mean = statistics.mean(values)
+    return [v - mean for v in values]
 
 
 def test_mapo_adv_sum_late_default_direction():
@@ -165,7 +174,7 @@ def test_mapo_early_direction():
 def test_mapo_discount_one_is_plain_mean():
     inp = make_input(MAPO_R, [0, 0, 0, 0], MAPO_S)
     s_mean = [0.5, 0.4, 0.0, 0.5]
-    parts = mapo_components(inp, AdvantageConfig(discount=1.0))
+    parts = mapo_components(inp, AdvantageConfig(discount=1.0, no_tool_policy="zero"))
     assert parts.semantic_score.tolist() == pytest.approx(s_mean)
 
 
@@ -199,15 +208,67 @@ def test_mapo_no_tool_group_mean_under_reward_mix_uses_group_mean_score():
 
 def test_mapo_equal_rewards_still_get_semantic_signal():
     inp = make_input([1.0, 1.0, 1.0], [0, 0, 0], [[0.9], [0.5], [0.1]])
-    expected = [0.4 * s for s in z([0.9, 0.5, 0.1])]
     adv = compute_mapo_advantage(inp, AdvantageConfig())
-    assert_close(adv, expected)
+    assert_close(adv, [0.4 * 0.4, 0.0, -0.4 * 0.4])  # default "center": β·(S − mean S)
     assert adv[0] > 0 > adv[2]
+    zscored = AdvantageConfig(semantic_scale="zscore")
+    assert_close(compute_mapo_advantage(inp, zscored), [0.4 * s for s in z([0.9, 0.5, 0.1])])
 
 
-def test_mapo_equal_rewards_and_scores_is_zero():
+def test_mapo_default_center_hand_computed():
+    # defaults: λ = 0.95 late, no-tool rollouts left out (A_sem = 0), S centred on the tool users' mean
+    inp = make_input(MAPO_R, [0, 0, 0, 0], [[0.2, 0.8], [0.4], [], [0.6]])
+    s0 = (0.95 * 0.2 + 0.8) / 1.95
+    mean = (s0 + 0.4 + 0.6) / 3
+    expected = [o + 0.4 * s for o, s in zip(z(MAPO_R), [s0 - mean, 0.4 - mean, 0.0, 0.6 - mean])]
+    assert_close(compute_mapo_advantage(inp, AdvantageConfig()), expected)
+
+
+def test_mapo_tiny_semantic_spread_stays_tiny_unless_zscored():
+    # the issue's case: equal outcomes, S differing by 0.001
+    inp = make_input([1.0, 1.0], [0, 0], [[0.500], [0.501]])
+    assert compute_mapo_advantage(inp, AdvantageConfig()).abs().max().item() == pytest.approx(0.4 * 0.0005, abs=1e-7)
+    floor = compute_mapo_advantage(inp, AdvantageConfig(semantic_scale="std_floor", semantic_std_floor=0.1))
+    assert floor.abs().max().item() == pytest.approx(0.4 * 0.0005 / 0.1, rel=1e-4)
+    zscored = compute_mapo_advantage(inp, AdvantageConfig(semantic_scale="zscore"))
+    assert zscored.abs().max().item() == pytest.approx(0.4 * 0.7071, rel=1e-2)  # ±0.28 from a 0.001 spread
+
+
+def test_mapo_std_floor_divides_by_the_larger_of_std_and_floor():
+    scores = [0.9, 0.5, 0.1]  # sample std 0.4 > floor 0.1
+    inp = make_input([1.0, 0.0, 1.0], [0, 0, 0], [[x] for x in scores])
+    cfg = AdvantageConfig(semantic_scale="std_floor", semantic_std_floor=0.1)
+    expected = [o + 0.4 * c / 0.4 for o, c in zip(z([1.0, 0.0, 1.0]), centred(scores))]
+    assert_close(compute_mapo_advantage(inp, cfg), expected)
+    big_floor = AdvantageConfig(semantic_scale="std_floor", semantic_std_floor=2.0)
+    expected = [o + 0.4 * c / 2.0 for o, c in zip(z([1.0, 0.0, 1.0]), centred(scores))]
+    assert_close(compute_mapo_advantage(inp, big_floor), expected)
+
+
+def test_mapo_failed_calls_count_as_zero_or_are_skipped():
+    # r0 zoomed once and then failed a call; r1 only failed; r2 scored 0.5
+    align = [[0.9, None], [None], [0.5]]
+    inp = make_input([1.0, 1.0, 1.0], [0, 0, 0], align)
+    zero = mapo_components(inp, AdvantageConfig(discount=1.0))
+    assert zero.semantic_score.tolist() == pytest.approx([0.45, 0.0, 0.5])
+    assert zero.has_tool.tolist() == [True, True, True]
+    skip = mapo_components(inp, AdvantageConfig(discount=1.0, invalid_call_policy="skip"))
+    assert skip.has_tool.tolist() == [True, False, True]
+    assert skip.semantic_advantage.tolist() == pytest.approx([0.2, 0.0, -0.2])  # r1 left out (group_mean)
+
+
+def test_trajectory_tool_call_scores_feed_the_advantage():
+    from mapo_agent.types import AdvantageInput, Trajectory
+
+    t = Trajectory([1], [1], [0.0], [], group_id=0, sample_index=0, alignment_scores=[0.7], tool_call_scores=[None, 0.7])
+    legacy = Trajectory([1], [1], [0.0], [], group_id=0, sample_index=0, alignment_scores=[0.7])
+    assert AdvantageInput.from_trajectories([t, legacy]).alignment_scores == [[None, 0.7], [0.7]]
+
+
+@pytest.mark.parametrize("scale", ["center", "std_floor", "zscore"])
+def test_mapo_equal_rewards_and_scores_is_zero(scale):
     inp = make_input([1.0, 1.0], [0, 0], [[0.3], [0.3]])
-    assert compute_mapo_advantage(inp, AdvantageConfig()).tolist() == [0.0, 0.0]
+    assert compute_mapo_advantage(inp, AdvantageConfig(semantic_scale=scale)).tolist() == [0.0, 0.0]
 
 
 def test_mapo_nan_alignment_gets_zero_and_is_excluded(caplog):
@@ -251,6 +312,9 @@ def test_mapo_alignment_list_length_checked():
         ({"scale": "batch"}, "scale must be one of ['group', 'none'], got 'batch'"),
         ({"combine": "sum"}, "combine must be one of ['adv_sum', 'reward_mix', 'gate'], got 'sum'"),
         ({"no_tool_policy": "skip"}, "no_tool_policy must be one of ['zero', 'group_mean'], got 'skip'"),
+        ({"invalid_call_policy": "ignore"}, "invalid_call_policy must be one of ['zero', 'skip'], got 'ignore'"),
+        ({"semantic_scale": "z"}, "semantic_scale must be one of ['center', 'std_floor', 'zscore'], got 'z'"),
+        ({"semantic_std_floor": 0.0}, "semantic_std_floor must be > 0, got 0.0"),
         ({"discount_direction": "mid"}, "discount_direction must be one of ['late', 'early'], got 'mid'"),
     ],
 )
@@ -297,9 +361,13 @@ def reference(name: str, rewards, groups, alignment, cfg: AdvantageConfig) -> li
         elif name == "rloo":
             n = len(r)
             adv = [0.0] * n if n < 2 or len(set(r)) == 1 else [r[j] - (sum(r) - r[j]) / (n - 1) for j in range(n)]
-        else:
-            s = [s_of(alignment[i]) for i in rows]
-            a_sem = norm(s)
+        else:  # the defaults: no-tool rollouts left out of the semantics, S centred only
+            users = [j for j, i in enumerate(rows) if alignment[i]]
+            s = [s_of(alignment[rows[j]]) for j in users]
+            a_sem = [0.0] * len(rows)
+            if len(s) >= 2 and len(set(s)) > 1:
+                for j, x in zip(users, s):
+                    a_sem[j] = x - statistics.mean(s)
             adv = [o + cfg.semantic_coef * a for o, a in zip(norm(r), a_sem)]
         for i, a in zip(rows, adv):
             out[i] = a

@@ -19,6 +19,7 @@ from mapo_agent.algorithms import (
     MAPOConfig,
     PAPOConfig,
     VGPOConfig,
+    RunContext,
     make_algorithm,
 )
 from mapo_agent.algorithms.base import Algorithm, GroupSelection, keep_mixed_groups
@@ -27,10 +28,13 @@ from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectori
 
 MIXED = [[True, False, True], [False, False, True, True], [True, True, True], [False, False]]
 ORACLE_ALGORITHMS = ("sft", "grounded_sft")
+CONTEXT = RunContext(max_new_tokens=8, max_turns=2)
 
 
 def update_step(algo: Algorithm, policy: FakePolicy, trajectories, reference: FakePolicy | None = None):
     """What a trainer does, without ever reading the algorithm's name."""
+    if algo.context is None:
+        algo.bind(CONTEXT)
     prepared = algo.prepare(trajectories)
     batch = policy.collate(prepared.trajectories, prepared.advantages)
     if algo.needs_reference_model:
@@ -77,20 +81,35 @@ def test_policy_gradient_metrics_present(name):
 def test_rollout_source_and_reference_flags():
     assert all(make_algorithm(n).rollout_source == "oracle" for n in ORACLE_ALGORITHMS)
     assert all(make_algorithm(n).rollout_source == "policy" for n in ALGORITHMS.names() if n not in ORACLE_ALGORITHMS)
-    assert not any(make_algorithm(n).needs_reference_model for n in ALGORITHMS.names())
-    assert make_algorithm("grpo", kl_coef=0.01).needs_reference_model
+    with_kl = {"grpo", "mapo", "papo"}  # the papers' reference KL (GRPO 0.04, PAPO-G 0.01)
+    assert {n for n in ALGORITHMS.names() if make_algorithm(n).needs_reference_model} == with_kl
+    assert not make_algorithm("grpo", kl_coef=0.0).needs_reference_model
 
 
 def test_defaults_follow_the_spec():
-    grpo = make_algorithm("grpo").config
-    assert (grpo.clip_low, grpo.clip_high, grpo.kl_coef, grpo.loss_agg_mode) == (0.2, 0.28, 0.0, "token-mean")
+    def loss_settings(name):
+        c = make_algorithm(name).config
+        return (c.clip_low, c.clip_high, c.kl_coef, c.loss_agg_mode)
+
+    assert loss_settings("grpo") == (0.2, 0.2, 0.04, "seq-mean-token-mean")  # arXiv 2402.03300 Eq. 3
+    assert loss_settings("mapo") == loss_settings("grpo")  # MAPO differs from GRPO by its advantage only
+    assert loss_settings("dr_grpo") == (0.2, 0.2, 0.0, "seq-mean-token-sum-norm")
+    assert loss_settings("dapo") == (0.2, 0.28, 0.0, "token-mean")
+    assert loss_settings("papo") == (0.2, 0.3, 0.01, "token-mean")  # PAPO-G, Table 1
+    assert loss_settings("vgpo") == (0.2, 0.28, 0.0, "token-mean")
+    assert loss_settings("rloo") == (0.2, 0.28, 0.0, "token-mean")
     mapo = make_algorithm("mapo").config
     assert mapo.advantage_estimator == "mapo"
     assert (mapo.advantage.discount, mapo.advantage.semantic_coef, mapo.advantage.combine) == (0.95, 0.4, "adv_sum")
-    assert make_algorithm("dr_grpo").config.loss_agg_mode == "seq-mean-token-sum-norm"
     assert make_algorithm("dapo").config.dynamic_sampling and make_algorithm("vgpo").config.dynamic_sampling
+    assert make_algorithm("dapo").max_sampling_rounds == 10 and make_algorithm("grpo").max_sampling_rounds == 1
     papo = make_algorithm("papo").config
-    assert (papo.image_patch_mask_ratio, papo.dual_clip) == (0.6, 3.0)
+    assert (papo.image_patch_mask_ratio, papo.dual_clip, papo.perception_kl_coef, papo.mask_fill) == (
+        0.6,
+        3.0,
+        0.02,
+        "black",
+    )
 
 
 # ---------------------------------------------------------------------------- make_algorithm / config errors
@@ -130,7 +149,11 @@ def test_advantage_config_from_dict_and_unknown_estimator():
         (GRPOConfig, {"kl_coef": -1.0}, "kl_coef must be >= 0, got -1.0"),
         (GRPOConfig, {"loss_agg_mode": "mean"}, "loss_agg_mode must be one of ['token-mean', 'seq-mean-token-mean'"),
         (GRPOConfig, {"loss_norm_length": 0}, "loss_norm_length must be >= 1 or None, got 0"),
-        (DAPOConfig, {"overlong_buffer": 4096}, "max_response_tokens=2048, overlong_buffer=4096"),
+        (
+            DAPOConfig,
+            {"max_response_tokens": 2048, "overlong_buffer": 4096},
+            "got overlong_buffer=4096, max_response_tokens=2048",
+        ),
         (DAPOConfig, {"overlong_penalty_factor": -1.0}, "overlong_penalty_factor must be >= 0, got -1.0"),
         (PAPOConfig, {"image_patch_mask_ratio": 0.0}, "image_patch_mask_ratio must be in (0, 1], got 0.0"),
         (PAPOConfig, {"perception_kl_coef": -0.01}, "perception_kl_coef must be >= 0, got -0.01"),
@@ -174,7 +197,8 @@ def test_default_selection_keeps_everything_and_singletons_are_dropped_by_dapo()
 
 
 def test_prepare_with_everything_dropped_gives_empty_batch():
-    prepared = make_algorithm("dapo").prepare(make_batch_trajectories(FakePolicy(), [[True, True], [False]]))
+    dapo = make_algorithm("dapo").bind(CONTEXT)
+    prepared = dapo.prepare(make_batch_trajectories(FakePolicy(), [[True, True], [False]]))
     assert prepared.trajectories == [] and prepared.advantages.shape == (0,)
     assert prepared.metrics["rollout/groups_dropped"] == 2.0
 
@@ -206,7 +230,25 @@ def test_mapo_uses_alignment_and_reports_semantic_metrics():
     assert torch.equal(GRPO().prepare(trajectories).advantages, torch.zeros(3))
     assert prepared.metrics["rollout/no_tool_frac"] == pytest.approx(1 / 3)
     assert prepared.metrics["rollout/semantic_score_mean"] == pytest.approx(0.5)
-    assert prepared.metrics["rollout/semantic_dominant_frac"] == pytest.approx(1.0)
+    # default "center": A_sem = ±0.4 for the two tool users, 0 for the no-tool rollout (left out)
+    assert prepared.advantages.tolist() == pytest.approx([0.16, -0.16, 0.0])
+    assert prepared.metrics["rollout/semantic_dominant_frac"] == pytest.approx(2 / 3)
+    assert prepared.metrics["rollout/semantic_usable_frac"] == pytest.approx(2 / 3)
+    assert prepared.metrics["rollout/semantic_all_zero"] == 0.0
+
+
+def test_mapo_says_when_its_semantic_term_is_all_zero(caplog):
+    rng = np.random.default_rng(0)
+    no_zoom = [make_trajectory(rng, 0, c, []) for c in (True, False)]
+    algo = MAPO()
+    prepared = algo.prepare(no_zoom)
+    assert prepared.metrics["rollout/semantic_all_zero"] == 1.0
+    assert prepared.metrics["rollout/semantic_usable_frac"] == 0.0
+    assert torch.equal(prepared.advantages, GRPO().prepare(no_zoom).advantages)
+    assert "equals GRPO's" in caplog.text and "no rollout has a scored tool call" in caplog.text
+    caplog.clear()
+    algo.prepare(no_zoom)  # the second such batch in a row is counted, not repeated
+    assert "equals GRPO's" not in caplog.text
 
 
 # ---------------------------------------------------------------------------- KL, entropy, SFT
@@ -232,8 +274,9 @@ def test_reference_kl_term():
 def test_entropy_coef_adds_bonus():
     policy = FakePolicy()
     trajectories = make_batch_trajectories(policy, MIXED)
-    _, _, base, metrics = update_step(make_algorithm("grpo"), policy, trajectories)
-    _, _, bonus, _ = update_step(make_algorithm("grpo", entropy_coef=0.1), policy, trajectories)
+    token_mean = {"loss_agg_mode": "token-mean", "kl_coef": 0.0}
+    _, _, base, metrics = update_step(make_algorithm("grpo", **token_mean), policy, trajectories)
+    _, _, bonus, _ = update_step(make_algorithm("grpo", entropy_coef=0.1, **token_mean), policy, trajectories)
     assert bonus.item() == pytest.approx(base.item() - 0.1 * metrics["train/entropy"], rel=1e-5)
 
 

@@ -8,6 +8,7 @@ import torch
 
 from mapo_agent.policy import HFPolicy
 from mapo_agent.policy.ops import mask_image_patches
+from mapo_agent.types import PatchMask
 from mapo_env.errors import ConfigError
 from tests.agent.policy.conftest import FakeZoomEnv, run_episodes
 
@@ -141,28 +142,38 @@ def test_one_adamw_step_changes_parameters(tiny_policy, two_episodes):
                 p.grad = None
 
 
-def test_patch_mask_replaces_the_chosen_share_by_the_image_mean():
-    grid = torch.tensor([[1, 4, 4], [1, 2, 6]])
-    pixels = torch.randn(28, 3 * 2 * 14 * 14)
-    masked = mask_image_patches(pixels, grid, 0.5, torch.Generator().manual_seed(0))
+def test_patch_mask_blackens_each_patch_with_its_probability_per_seeded_image():
+    grid = torch.tensor([[1, 4, 4], [1, 2, 6], [1, 4, 4]])
+    pixels = torch.randn(44, 3 * 2 * 14 * 14)
+    black = torch.tensor([-1.5, -2.0, -1.0])
+    mask = PatchMask(0.5, (7, None, 7))
+    masked = mask_image_patches(pixels, grid, mask, black)
     changed = (masked != pixels).any(-1)
-    assert changed[:16].sum() == 8 and changed[16:].sum() == 6
+    assert 0 < changed[:16].sum() < 16 and changed[16:28].sum() == 0  # image 1 untouched (seed None)
+    assert torch.equal(changed[:16], changed[28:])  # same seed and grid: same mask
+    rows = masked[:16][changed[:16]].view(-1, 3, 392)
+    torch.testing.assert_close(rows, black[None, :, None].expand_as(rows))
+    assert torch.equal(masked, mask_image_patches(pixels, grid, mask, black))  # deterministic
+    mean_fill = mask_image_patches(pixels, grid, PatchMask(0.5, (7, None, 7), "mean"))
     first_mean = pixels[:16].view(16, 3, -1).mean(dim=(0, 2))
-    torch.testing.assert_close(masked[:16][changed[:16]].view(8, 3, -1), first_mean[None, :, None].expand(8, 3, 392))
-    again = mask_image_patches(pixels, grid, 0.5, torch.Generator().manual_seed(0))
-    assert torch.equal(masked, again) and torch.equal(mask_image_patches(pixels, grid, 0.0), pixels)
+    filled = mean_fill[:16][changed[:16]].view(-1, 3, 392)
+    torch.testing.assert_close(filled, first_mean[None, :, None].expand_as(filled))
+    draws = mask_image_patches(torch.zeros(10_000, 3), torch.tensor([[1, 100, 100]]), PatchMask(0.6, (1,)), black[:3])
+    assert (draws != 0).any(-1).float().mean().item() == pytest.approx(0.6, abs=0.02)  # Bernoulli(0.6) per patch
+    with pytest.raises(ConfigError, match="one \\(seed or None\\) per image"):
+        mask_image_patches(pixels, grid, PatchMask(0.5, (1,)), black)
 
 
 def test_forward_with_patch_masking_changes_image_conditioned_logprobs(tiny_policy, two_episodes):
     _, states = two_episodes
-    batch = tiny_policy.collate([tiny_policy.to_trajectory(states[1])])
+    trajectory = tiny_policy.to_trajectory(states[1])
+    batch = tiny_policy.collate([trajectory])
     with torch.no_grad():
         plain = tiny_policy.forward(batch)
-        masked = tiny_policy.forward(
-            batch, image_patch_mask_ratio=0.5, mask_generator=torch.Generator().manual_seed(0)
-        )
+        masked = tiny_policy.forward(batch, patch_mask=PatchMask(0.5, (0,) * len(trajectory.images)))
     mask = batch.loss_mask.bool()
     assert (plain.logprobs[mask] - masked.logprobs[mask]).abs().max() > 1e-5
+    assert tiny_policy._black_pixel().shape == (3,)
 
 
 def test_collate_checks_advantages_and_lengths(tiny_policy, two_episodes):

@@ -23,6 +23,7 @@ import gymnasium as gym
 
 import mapo_env  # noqa: F401  (registers the MAPO-* ids)
 from mapo_agent.types import GroundedObject, Grounding, Trajectory
+from mapo_env.actions import FAILED_CALL_ERRORS
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ResetNeeded
 from mapo_env.oracle import Oracle
@@ -95,6 +96,10 @@ class RolloutWorker:
     def dataset_size(self) -> int:
         """Number of questions of the environment's dataset."""
         return len(self._envs(1)[0].unwrapped.dataset)
+
+    def envs_sample(self) -> gym.Env:
+        """One of the worker's environments (built if needed), to read its settings (``max_turns``, ...)."""
+        return self._envs(1)[0]
 
     def _envs(self, n: int) -> list[gym.Env]:
         while len(self.envs) < n:
@@ -207,6 +212,7 @@ def _copy_trajectory(trajectory: Trajectory) -> Trajectory:
         old_logprobs=list(trajectory.old_logprobs),
         images=list(trajectory.images),
         alignment_scores=list(trajectory.alignment_scores),
+        tool_call_scores=list(trajectory.tool_call_scores),
         tool_errors=list(trajectory.tool_errors),
         target_ious=list(trajectory.target_ious),
         turn_spans=list(trajectory.turn_spans),
@@ -248,6 +254,7 @@ class _EpisodeRecord:
     reward: float = 0.0
     correct: bool = False
     alignment_scores: list[float] = field(default_factory=list)
+    tool_call_scores: list[float | None] = field(default_factory=list)
     target_ious: list[float] = field(default_factory=list)
     tool_errors: list[str] = field(default_factory=list)
     num_tool_calls: int = 0
@@ -258,8 +265,11 @@ class _EpisodeRecord:
         self.reward += float(reward)
         if info["alignment"] is not None:
             self.alignment_scores.append(float(info["alignment"]))
+            self.tool_call_scores.append(float(info["alignment"]))
         if info["tool_error"] is not None:
             self.tool_errors.append(info["tool_error"])
+            if info["tool_error"] in FAILED_CALL_ERRORS:
+                self.tool_call_scores.append(None)
         if info["target_iou"] is not None and info["num_tool_calls"] > self.num_tool_calls:
             self.target_ious.append(float(info["target_iou"]))
         self.num_tool_calls = int(info["num_tool_calls"])
@@ -272,6 +282,7 @@ class _EpisodeRecord:
             "reward": self.reward,
             "correct": self.correct,
             "alignment_scores": self.alignment_scores,
+            "tool_call_scores": self.tool_call_scores,
             "target_ious": self.target_ious,
             "tool_errors": self.tool_errors,
             "num_tool_calls": self.num_tool_calls,

@@ -260,7 +260,9 @@ def test_mapo_failed_calls_count_as_zero_or_are_skipped():
 def test_trajectory_tool_call_scores_feed_the_advantage():
     from mapo_agent.types import AdvantageInput, Trajectory
 
-    t = Trajectory([1], [1], [0.0], [], group_id=0, sample_index=0, alignment_scores=[0.7], tool_call_scores=[None, 0.7])
+    t = Trajectory(
+        [1], [1], [0.0], [], group_id=0, sample_index=0, alignment_scores=[0.7], tool_call_scores=[None, 0.7]
+    )
     legacy = Trajectory([1], [1], [0.0], [], group_id=0, sample_index=0, alignment_scores=[0.7])
     assert AdvantageInput.from_trajectories([t, legacy]).alignment_scores == [[None, 0.7], [0.7]]
 

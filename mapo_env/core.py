@@ -7,7 +7,7 @@ and defaults; this class is the contract (observation, action, reward, info) doc
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -20,7 +20,7 @@ from mapo_env.actions import ParsedAction, ToolError, ZoomCall, parse_action
 from mapo_env.alignment.base import AlignmentRequest, AlignmentScorer
 from mapo_env.answers import grade_answer, option_letters
 from mapo_env.data.base import VQADataset
-from mapo_env.errors import ConfigError, InvalidActionType, ResetNeeded
+from mapo_env.errors import ConfigError, CorruptSampleError, InvalidActionType, ResetNeeded, close_matches_hint
 from mapo_env.geometry import (
     COORDINATE_FRAMES,
     CoordinateFrame,
@@ -36,8 +36,11 @@ from mapo_env.geometry import (
 from mapo_env.prompts import crop_reply, default_system_prompt, error_reply, image_part, question_text, text_part
 from mapo_env.spaces import Dialogue, FreeText, ImageSpace
 from mapo_env.types import ObjectAnnotation, VQASample
+from mapo_env.validation import check_bool, check_choice, check_int, check_real, describe, is_int
 
 DescriptionMode = Literal["label", "post"]
+MAX_TOOL_MESSAGE_CHARS = 600
+"""Longest error message a tool reply carries; longer ones (which could echo model text) are cut."""
 AlignmentSpec = str | AlignmentScorer | Callable[[AlignmentRequest], float] | None
 
 
@@ -112,8 +115,11 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     Given when the episode ends:
     ``correct_reward * correct + format_reward * well_formed + tool_bonus * (correct and zoomed)``,
     where ``well_formed`` means every turn parsed without a tool error (and had a ``<think>`` block
-    when ``require_think``). Each turn with a tool error also adds ``tool_error_penalty`` (default 0).
-    A truncated episode gets only the penalties.
+    when ``require_think``). In ``"post"`` mode the turn after a crop must open with its
+    ``<description>``; a turn that does not (a zoom, or an answer, straight after a crop) is carried out
+    but reports the tool error ``missing_description``. Each turn with a tool error also adds
+    ``tool_error_penalty`` (default 0). A truncated episode gets only the penalties. Tool replies
+    are at most :data:`MAX_TOOL_MESSAGE_CHARS` characters: they never echo unbounded model text.
 
     ## Starting State
 
@@ -178,22 +184,37 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         tool_bonus: float = 0.1,
         tool_error_penalty: float = 0.0,
     ) -> None:
-        _check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
-        _check_choice("coords", coords, COORDINATE_FRAMES)
-        _check_choice("description_mode", description_mode, ("label", "post"))
-        for name, value in (
-            ("max_turns", max_turns),
-            ("max_action_chars", max_action_chars),
-            ("patch_size", patch_size),
-        ):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive int, got {value!r}")
-        crop_max_pixels = max_pixels if crop_max_pixels is None else crop_max_pixels
-        if not 0 < min_pixels <= max_pixels or not 0 < crop_min_pixels <= crop_max_pixels:
+        check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
+        check_choice("coords", coords, COORDINATE_FRAMES)
+        check_choice("description_mode", description_mode, ("label", "post"))
+        if not isinstance(dataset, VQADataset):
             raise ConfigError(
-                f"need 0 < min_pixels <= max_pixels and 0 < crop_min_pixels <= crop_max_pixels, got "
-                f"{min_pixels}, {max_pixels}, {crop_min_pixels}, {crop_max_pixels}"
+                f"dataset must be a VQADataset (name, __len__, __getitem__), got {type(dataset).__name__}; "
+                "wrap a list of VQASample in mapo_env.data.ListDataset"
             )
+        max_turns = check_int("max_turns", max_turns, minimum=1)
+        max_action_chars = check_int("max_action_chars", max_action_chars, minimum=1)
+        max_label_words = check_int("max_label_words", max_label_words, minimum=1)
+        patch_size = check_int("patch_size", patch_size, minimum=1)
+        smallest = patch_size * patch_size  # one patch: the smallest image there is
+        max_pixels = check_int("max_pixels", max_pixels, minimum=smallest)
+        min_pixels = check_int("min_pixels", min_pixels, minimum=1, maximum=max_pixels)
+        crop_max_pixels = max_pixels if crop_max_pixels is None else crop_max_pixels
+        crop_max_pixels = check_int("crop_max_pixels", crop_max_pixels, minimum=smallest)
+        crop_min_pixels = check_int("crop_min_pixels", crop_min_pixels, minimum=1, maximum=crop_max_pixels)
+        min_crop_px = check_int("min_crop_px", min_crop_px, minimum=1)
+        max_aspect_ratio = check_real("max_aspect_ratio", max_aspect_ratio, minimum=1.0)
+        shuffle_options = check_bool("shuffle_options", shuffle_options)
+        zoom_enabled = check_bool("zoom_enabled", zoom_enabled)
+        require_think = check_bool("require_think", require_think)
+        if system_prompt is not None and not isinstance(system_prompt, str):
+            raise ConfigError(
+                f"system_prompt must be a str or None (the default prompt), got {describe(system_prompt)}"
+            )
+        correct_reward = check_real("correct_reward", correct_reward)
+        format_reward = check_real("format_reward", format_reward)
+        tool_bonus = check_real("tool_bonus", tool_bonus)
+        tool_error_penalty = check_real("tool_error_penalty", tool_error_penalty)
         if len(dataset) == 0:
             raise ConfigError(f"dataset {getattr(dataset, 'name', dataset)!r} is empty")
         self.dataset = dataset
@@ -263,17 +284,33 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         return tuple(self._require_episode().frames)
 
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[dict, dict]:
-        """Start an episode on a random sample, or ``options["index"]`` (see Starting State)."""
+        """Start an episode on a random sample, or ``options["index"]`` (see Starting State).
+
+        Args:
+            seed: Reseeds ``self.np_random`` (an int >= 0), or None.
+            options: None, or a dict with the keys of :attr:`RESET_OPTIONS`: ``"index"`` (an int in
+                ``[0, len(dataset))``; ``bool`` and ``float`` are refused) and ``"option_order"`` (a
+                permutation of the sample's option indices: the order in which they are shown).
+
+        Raises:
+            ConfigError: a bad ``seed`` or ``options`` (wrong type, unknown key, index out of range,
+                an order that is no permutation).
+            DatasetError: the sample's image cannot be loaded (e.g. :class:`~mapo_env.errors.CorruptSampleError`),
+                or the dataset returned something that is no image of the sample's ``image_size``.
+
+        A reset that raises leaves the environment without an episode: ``step`` raises
+        :class:`~mapo_env.errors.ResetNeeded` until a reset succeeds (the previous episode is gone).
+        """
+        self._episode = None
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        index, forced_order = self._check_reset_options(options)
         super().reset(seed=seed)
-        options = options or {}
-        index = options.get("index")
         if index is None:
             index = int(self.np_random.integers(len(self.dataset)))
-        elif not isinstance(index, (int, np.integer)) or not 0 <= index < len(self.dataset):
-            raise ConfigError(f"options['index'] must be an int in [0, {len(self.dataset)}), got {index!r}")
-        sample = self.dataset[int(index)]
-        order = self._option_order(sample, options.get("option_order"))
-        image = sample.load_image()
+        sample = self.dataset[index]
+        order = self._option_order(sample, forced_order)
+        image = _check_image(sample, sample.load_image())
         view = self._full_view(sample, image)
         height, width = image.shape[:2]
         messages: list[dict[str, Any]] = []
@@ -302,14 +339,18 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         parsed = parse_action(action)
         if self.require_think and not parsed.think:
             ep.well_formed = False
+        missing = self._missing_description(ep, parsed)
         alignment = self._score_pending_description(ep, parsed)
         if parsed.kind == "answer":
-            return self._finish_turn(ep, alignment=alignment, answer=parsed.answer or "")
+            return self._finish_turn(ep, alignment=alignment, answer=parsed.answer or "", error=missing)
         if parsed.kind == "tool_call" and parsed.tool_call is not None:
             result = self._zoom(ep, parsed.tool_call)
             if isinstance(result, tuple):
                 return self._finish_turn(ep, alignment=alignment, error=result)
-            return self._finish_turn(ep, alignment=result if alignment is None else alignment)
+            if missing is not None:  # the crop is given; its reply also says what was missing
+                ep.messages[-1]["content"].append(text_part(missing[1]))
+            alignment = result if alignment is None else alignment
+            return self._finish_turn(ep, alignment=alignment, error=missing, reply_error=False)
         error = (parsed.error or ToolError.NO_ACTION, parsed.message or "Error: no <tool_call> or <answer> found.")
         return self._finish_turn(ep, alignment=alignment, error=error)
 
@@ -344,6 +385,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         error: tuple[ToolError, str] | None = None,
         answer: str | None = None,
         force_truncate: bool = False,
+        reply_error: bool = True,
     ) -> tuple[dict, float, bool, bool, dict]:
         """Apply the turn's outcome: error reply, termination, truncation, reward, info."""
         reward = 0.0
@@ -352,9 +394,9 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             ep.num_tool_errors += 1
             ep.well_formed = False
             reward += self.tool_error_penalty
-            if not terminated:
+            if not terminated and reply_error:
                 turns_left = 0 if force_truncate else self.max_turns - ep.turn
-                ep.messages.append({"role": "user", "content": error_reply(error[1], turns_left)})
+                ep.messages.append({"role": "user", "content": error_reply(cap_message(error[1]), turns_left)})
         info_extra: dict[str, Any] = {}
         if terminated:
             index, how = grade_answer(answer, ep.options)
@@ -393,7 +435,8 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         """Crop and reply; returns the label's alignment (label mode), None, or (error, message)."""
         if not 0 <= call.image_index < len(ep.images):
             return ToolError.BAD_IMAGE_INDEX, (
-                f"Error: image_index {call.image_index} does not exist; use 0 (full image) to {len(ep.images) - 1}."
+                f"Error: image_index {_short_number(call.image_index)} does not exist; use 0 (full image) to "
+                f"{len(ep.images) - 1}."
             )
         label = (call.label or "").strip()
         if self.description_mode == "label":
@@ -428,6 +471,15 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         if not self.zoom_enabled:  # ablation: the tool answers with the full view again
             return cv2.resize(ep.images[0], (w, h), interpolation=cv2.INTER_AREA)
         return crop_resize(ep.image, box, (w, h))
+
+    def _missing_description(self, ep: _Episode, parsed: ParsedAction) -> tuple[ToolError, str] | None:
+        """Post mode: the ``missing_description`` error when this turn follows a crop without describing it."""
+        if ep.pending_description is None or (parsed.description or "").strip():
+            return None
+        return ToolError.MISSING_DESCRIPTION, (
+            f"Error: describe image {ep.pending_description} in <description>...</description> at the start of "
+            "the turn that follows it."
+        )
 
     def _score_pending_description(self, ep: _Episode, parsed: ParsedAction) -> float | None:
         """Post mode: score this turn's ``<description>`` against the crop it follows."""
@@ -467,13 +519,48 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             raise ResetNeeded("the episode has ended (terminated or truncated); call env.reset() to start another")
         return self._episode
 
-    def _option_order(self, sample: VQASample, forced: Any) -> list[int]:
+    RESET_OPTIONS: tuple[str, ...] = ("index", "option_order")
+    """The keys ``reset(options=...)`` understands."""
+
+    def _check_reset_options(self, options: Any) -> tuple[int | None, list[int] | None]:
+        """``(index, option order)`` from ``reset``'s ``options``, each None when not given; see :meth:`reset`."""
+        if options is None:
+            return None, None
+        if not isinstance(options, Mapping):
+            raise ConfigError(
+                f"reset(options=...) must be a dict such as {{'index': 3}} or None, got {describe(options)}"
+            )
+        unknown = [key for key in options if key not in self.RESET_OPTIONS]
+        if unknown:
+            key = str(unknown[0])[:40]
+            raise ConfigError(
+                f"reset(options=...) has the unknown key {key!r}; known keys: {list(self.RESET_OPTIONS)}."
+                + close_matches_hint(key, self.RESET_OPTIONS)
+            )
+        index = options.get("index")
+        if index is not None:
+            index = check_int("options['index']", index, minimum=0, maximum=len(self.dataset) - 1)
+        order = options.get("option_order")
+        if order is not None:
+            if isinstance(order, str | bytes | Mapping | set | frozenset) or not hasattr(order, "__len__"):
+                raise ConfigError(
+                    f"options['option_order'] must be a list of option indices, e.g. [2, 0, 1], got {describe(order)}"
+                )
+            order = list(order)
+            if not all(is_int(i) for i in order):
+                raise ConfigError(f"options['option_order'] must hold ints only, got {describe(order)}")
+            order = [int(i) for i in order]
+        return index, order
+
+    def _option_order(self, sample: VQASample, forced: list[int] | None) -> list[int]:
         n = len(sample.options)
         if forced is not None:
-            order = [int(i) for i in forced]
-            if sorted(order) != list(range(n)):
-                raise ConfigError(f"options['option_order'] must be a permutation of range({n}), got {forced!r}")
-            return order
+            if sorted(forced) != list(range(n)):
+                raise ConfigError(
+                    f"options['option_order'] must be a permutation of range({n}) (sample {sample.sample_id!r} has "
+                    f"{n} options), got {describe(forced)}"
+                )
+            return forced
         if not self.shuffle_options:
             return list(range(n))
         return [int(i) for i in self.np_random.permutation(n)]
@@ -541,6 +628,28 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         }
 
 
-def _check_choice(name: str, value: Any, choices: tuple) -> None:
-    if value not in choices:
-        raise ConfigError(f"{name} must be one of {list(choices)}, got {value!r}")
+def _check_image(sample: VQASample, image: Any) -> np.ndarray:
+    """The sample's image if it is an RGB ``uint8`` (H, W, 3) array of ``sample.image_size``, else a named error."""
+    if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        raise CorruptSampleError(
+            f"sample {sample.sample_id!r}: load_image() must return an RGB uint8 array of shape (H, W, 3), got "
+            + (f"{image.dtype} {image.shape}" if isinstance(image, np.ndarray) else describe(image))
+        )
+    if image.shape[0] < 1 or image.shape[1] < 1 or (image.shape[1], image.shape[0]) != tuple(sample.image_size):
+        raise CorruptSampleError(
+            f"sample {sample.sample_id!r}: load_image() returned a {image.shape[1]}x{image.shape[0]} image, but the "
+            f"sample's image_size is {sample.image_size[0]}x{sample.image_size[1]} (width x height)"
+        )
+    return image
+
+
+def cap_message(message: str, limit: int = MAX_TOOL_MESSAGE_CHARS) -> str:
+    """``message`` cut to ``limit`` characters (ending in ``"..."``), so a tool reply never echoes unbounded text."""
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+def _short_number(value: int) -> str:
+    """An int as the model wrote it, or ``"<a 4000-digit number>"`` when it is too long to repeat."""
+    if -(10**12) < value < 10**12:
+        return str(value)
+    return f"<a {len(str(abs(value))) if abs(value) < 10**4000 else 'more than 4000'}-digit number>"

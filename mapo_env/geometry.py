@@ -42,9 +42,22 @@ def smart_resize(
     """Qwen2.5-VL's resize rule: sides multiples of ``factor``, area within [min_pixels, max_pixels].
 
     Keeps the aspect ratio as closely as the rounding allows. Returns ``(height, width)``.
+
+    ``max_pixels`` is a hard limit: Qwen's rule rounds a side shorter than ``factor`` up to ``factor``
+    and rounds magnified sides up, which can push a thin image past ``max_pixels`` (a 14x112 crop
+    magnified to 12,544 px came out 56x336 = 18,816 px). Here the long side is then cut back to the
+    largest multiple of ``factor`` that fits, so ``h * w <= max_pixels`` and each side is at most
+    ``max_pixels // factor`` always; the aspect ratio of such thin images is compressed, and
+    ``min_pixels`` is a best effort (it cannot be met with both sides multiples of ``factor`` in
+    every case).
+
+    Raises:
+        ValueError: a side is not positive, or ``max_pixels < factor * factor`` (no image fits).
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image sides must be positive, got {height}x{width}")
+    if max_pixels < factor * factor:
+        raise ValueError(f"max_pixels={max_pixels} is below one {factor}x{factor} patch")
     h = max(factor, round(height / factor) * factor)
     w = max(factor, round(width / factor) * factor)
     if h * w > max_pixels:
@@ -55,6 +68,13 @@ def smart_resize(
         beta = math.sqrt(min_pixels / (height * width))
         h = math.ceil(height * beta / factor) * factor
         w = math.ceil(width * beta / factor) * factor
+    if h * w > max_pixels:  # the roundings above went past the limit: cut the long side, then the short one
+        if h >= w:
+            h = max(factor, max_pixels // w // factor * factor)
+            w = min(w, max_pixels // h // factor * factor)
+        else:
+            w = max(factor, max_pixels // h // factor * factor)
+            h = min(h, max_pixels // w // factor * factor)
     return h, w
 
 

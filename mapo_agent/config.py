@@ -57,8 +57,11 @@ class RolloutConfig:
     """Sampling temperature (log-probs use the same temperature)."""
     top_p: float = 1.0
     """Nucleus sampling threshold; 1.0 = off."""
-    max_new_tokens: int = 64
-    """Token budget of one generated turn."""
+    max_new_tokens: int | None = None
+    """Token cap of one generated turn; None = the model's default for the env (mapo_agent.agent_defaults)."""
+    max_tokens_per_generation: int | None = None
+    """Memory bound of generation: live episodes are generated in chunks of at most this many tokens
+    (rows * (longest prompt, image tokens included, + max_new_tokens)); None = the model's default."""
 
 
 @dataclass
@@ -82,7 +85,11 @@ class OptimConfig:
     minibatches: int = 1
     """Optimizer steps per batch (question groups are never split across minibatches)."""
     micro_batches: int = 1
-    """Chunks each minibatch is split into for the forward/backward passes (gradient accumulation: less memory)."""
+    """Split each minibatch into at least this many chunks of whole question groups (then by the token budget)."""
+    max_tokens_per_micro_batch: int | None = None
+    """Memory bound of training: each minibatch's forward/backward (and reference) passes run in micro-batches
+    of at most this many tokens (rows * padded length, image tokens included), gradients accumulated with
+    the minibatch's loss normalisation (same gradient as one pass); None = the model's default."""
     epochs: int = 1
     """Passes over each batch (PPO epochs; >1 makes later passes off-policy, clipped)."""
 
@@ -164,7 +171,6 @@ class TrainConfig:
             "steps": self.steps + self.sft_steps,
             "rollout.questions_per_step": self.rollout.questions_per_step,
             "rollout.group_size": self.rollout.group_size,
-            "rollout.max_new_tokens": self.rollout.max_new_tokens,
             "optim.minibatches": self.optim.minibatches,
             "optim.micro_batches": self.optim.micro_batches,
             "optim.epochs": self.optim.epochs,
@@ -176,6 +182,13 @@ class TrainConfig:
         for name, value in (("steps", self.steps), ("sft_steps", self.sft_steps), ("save_every", self.save_every)):
             if value < 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
+        for name, value in (
+            ("rollout.max_new_tokens", self.rollout.max_new_tokens),
+            ("rollout.max_tokens_per_generation", self.rollout.max_tokens_per_generation),
+            ("optim.max_tokens_per_micro_batch", self.optim.max_tokens_per_micro_batch),
+        ):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigError(f"{name} must be a positive integer or None (the model's default), got {value!r}")
         if self.optim.minibatches > self.rollout.questions_per_step:
             raise ConfigError(
                 f"optim.minibatches ({self.optim.minibatches}) cannot exceed rollout.questions_per_step "
@@ -185,6 +198,31 @@ class TrainConfig:
             raise ConfigError(
                 f"need temperature > 0 and 0 < top_p <= 1, got {self.rollout.temperature}, {self.rollout.top_p}"
             )
+
+    def resolved(self) -> TrainConfig:
+        """A copy with every model- and env-dependent default filled in (what a run uses and saves).
+
+        Fields left unset (``None``) take the values of :func:`mapo_agent.agent_defaults.agent_defaults`
+        for ``model.name_or_path`` and ``env.id``; ``env.kwargs`` goes over that table's ``gym.make``
+        arguments. Idempotent: ``config.resolved().resolved() == config.resolved()``.
+        """
+        from mapo_agent.agent_defaults import agent_defaults
+
+        defaults = agent_defaults(self.env.id, self.model.name_or_path)
+        rollout, optim = self.rollout, self.optim
+        return dataclasses.replace(
+            self,
+            env=dataclasses.replace(self.env, kwargs={**defaults.env_kwargs, **self.env.kwargs}),
+            rollout=dataclasses.replace(
+                rollout,
+                max_new_tokens=rollout.max_new_tokens or defaults.max_new_tokens,
+                max_tokens_per_generation=rollout.max_tokens_per_generation or defaults.max_tokens_per_generation,
+            ),
+            optim=dataclasses.replace(
+                optim,
+                max_tokens_per_micro_batch=optim.max_tokens_per_micro_batch or defaults.max_tokens_per_micro_batch,
+            ),
+        )
 
     @property
     def total_steps(self) -> int:

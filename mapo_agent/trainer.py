@@ -33,10 +33,11 @@ from mapo_agent import checkpoint as ckpt
 from mapo_agent.algorithms import Algorithm, make_algorithm
 from mapo_agent.config import Stage, TrainConfig
 from mapo_agent.evaluation import EvalReport, evaluate, summarize
+from mapo_agent.memory import pack_by_tokens, peak_rss_bytes
 from mapo_agent.metrics import MetricsLogger, progress_postfix, trajectory_metrics
 from mapo_agent.policy import HFPolicy
 from mapo_agent.rollout import RolloutWorker
-from mapo_agent.types import Trajectory
+from mapo_agent.types import LossNormalizer, Trajectory
 from mapo_env.errors import ConfigError, MapoError
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,7 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs
 
-        self.config = config
+        self.config = config = config.resolved()  # the model's and env's defaults filled in (and saved so)
         self.callbacks = list(callbacks)
         self.run_dir = Path(config.output_dir)
         if config.threads > 0:
@@ -97,6 +98,7 @@ class Trainer:
             top_p=config.rollout.top_p,
             max_new_tokens=config.rollout.max_new_tokens,
         )
+        self.policy.max_tokens_per_generation = config.rollout.max_tokens_per_generation
         optim = config.optim
         self.optimizer = torch.optim.AdamW(
             self.policy.trainable_parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay
@@ -218,41 +220,125 @@ class Trainer:
     def _update(
         self, algorithm: Algorithm, trajectories: list[Trajectory], advantages: torch.Tensor, step: int
     ) -> dict[str, float]:
-        """``minibatches`` optimizer steps over whole question groups, ``epochs`` times."""
+        """``minibatches`` optimizer steps over whole question groups, ``epochs`` times, in bounded memory."""
         optim = self.config.optim
         kept = self.accelerator.gather(torch.tensor([len(trajectories)], device=self.accelerator.device))
         if int(kept.min()) == 0:  # some process has nothing left (e.g. every group filtered): skip together
             return {"train/skipped": 1.0}
         self.policy.train()
-        groups = _split_groups(trajectories, advantages, optim.minibatches)
+        minibatches = _split_groups(trajectories, advantages, optim.minibatches)
         totals: dict[str, list[float]] = {}
-        collate_seconds = 0.0
         for _ in range(optim.epochs):
-            for group in groups:
+            for mb_trajectories, mb_advantages in minibatches:
                 self.optimizer.zero_grad(set_to_none=True)
-                chunks = _split_groups(
-                    group[0], group[1], min(optim.micro_batches, len({t.group_id for t in group[0]}))
-                )
-                for i, (chunk_trajs, chunk_adv) in enumerate(chunks):
-                    t0 = time.perf_counter()
-                    batch = self.policy.collate(chunk_trajs, chunk_adv)
-                    collate_seconds += time.perf_counter() - t0
-                    if algorithm.needs_reference_model:
-                        with torch.no_grad():
-                            batch.ref_logprobs = self.reference.forward(batch).logprobs.detach()
-                    sync = i + 1 == len(chunks)
-                    with self.accelerator.no_sync(self.policy.training_model) if not sync else nullcontext():
-                        loss, loss_metrics = algorithm.loss(self.policy, batch)
-                        _check_finite("loss", [float(loss.detach())], step)
-                        self.accelerator.backward(loss / len(chunks))
-                    for key, value in loss_metrics.items():
-                        totals.setdefault(key, []).append(float(value))
+                metrics = self.accumulate_gradients(algorithm, mb_trajectories, mb_advantages, step)
                 grad_norm = self.accelerator.clip_grad_norm_(self.policy.trainable_parameters(), optim.max_grad_norm)
                 _check_finite("gradient norm", [float(grad_norm)], step)
-                totals.setdefault("train/grad_norm", []).append(float(grad_norm))
+                metrics["train/grad_norm"] = float(grad_norm)
+                for key, value in metrics.items():
+                    totals.setdefault(key, []).append(value)
                 self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        return {"time/collate_s": collate_seconds, **{key: sum(v) / len(v) for key, v in totals.items()}}
+        reduced = {key: sum(v) / len(v) for key, v in totals.items()}
+        reduced["time/collate_s"] = sum(totals["time/collate_s"])
+        reduced["train/micro_batch_tokens_max"] = max(totals["train/micro_batch_tokens_max"])
+        return reduced
+
+    def accumulate_gradients(
+        self, algorithm: Algorithm, trajectories: list[Trajectory], advantages: torch.Tensor, step: int = 0
+    ) -> dict[str, float]:
+        """Add the gradient of one minibatch's loss to the parameters' ``.grad`` (no optimizer step).
+
+        The minibatch runs in micro-batches of at most ``optim.max_tokens_per_micro_batch`` padded tokens
+        (image tokens included; :func:`~mapo_agent.memory.pack_by_tokens`, question groups kept whole
+        when they fit). Every micro-batch's loss divides by the counts of the whole minibatch, summed
+        over processes (:class:`~mapo_agent.types.LossNormalizer`); the trainer backpropagates each, times
+        the number of processes since DDP averages gradients: the accumulated gradient is the unsplit
+        minibatch's, whatever the budget. The reference model's pass uses the same micro-batches.
+
+        Args:
+            algorithm: The stage's algorithm.
+            trajectories: The minibatch (this process's share), whole question groups.
+            advantages: (B,) their advantages.
+            step: Global step (for error messages).
+
+        Returns:
+            The minibatch's ``train/*`` metrics (see :func:`_combine_metrics`), ``time/collate_s``,
+            ``train/micro_batches`` and ``train/micro_batch_tokens_max`` (largest padded micro-batch).
+
+        Raises:
+            TrainingDiverged: A micro-batch's loss is NaN or inf.
+        """
+        plan = self._micro_batches(algorithm, trajectories)
+        normalizer, collate_seconds = self._normalizer(algorithm, trajectories, plan)
+        parts: list[tuple[float, dict[str, float]]] = []
+        sizes: list[int] = []
+        for i, rows in enumerate(plan):
+            t0 = time.perf_counter()
+            batch = self.policy.collate([trajectories[r] for r in rows], advantages[rows])
+            collate_seconds += time.perf_counter() - t0
+            batch.normalizer = normalizer
+            sizes.append(int(batch.input_ids.numel()))
+            if algorithm.needs_reference_model:
+                with torch.no_grad():
+                    batch.ref_logprobs = self.reference.forward(batch).logprobs.detach()
+            sync = i + 1 == len(plan)
+            with self.accelerator.no_sync(self.policy.training_model) if not sync else nullcontext():
+                loss, loss_metrics = algorithm.loss(self.policy, batch)
+                _check_finite("loss", [float(loss.detach())], step)
+                self.accelerator.backward(loss * self.world)
+            parts.append((float(batch.loss_mask.sum()), loss_metrics))
+            del batch, loss
+        return {
+            **_combine_metrics(parts, algorithm.summed_metrics, self.world),
+            "time/collate_s": collate_seconds,
+            "train/micro_batches": float(len(plan)),
+            "train/micro_batch_tokens_max": float(max(sizes)),
+        }
+
+    def _micro_batches(self, algorithm: Algorithm, trajectories: list[Trajectory]) -> list[list[int]]:
+        """Row indices of each micro-batch of a minibatch.
+
+        ``optim.micro_batches`` parts of whole groups, each packed by the token budget (a group is split
+        only when it alone exceeds the budget, and never for an algorithm that ``needs_whole_groups``).
+        """
+        optim = self.config.optim
+        plan: list[list[int]] = []
+        for rows in _group_parts(trajectories, optim.micro_batches):
+            chunks = pack_by_tokens(
+                [len(trajectories[r].input_ids) for r in rows],
+                optim.max_tokens_per_micro_batch,
+                [trajectories[r].group_id for r in rows],
+                split_groups=not algorithm.needs_whole_groups,
+            )
+            plan += [[rows[j] for j in chunk] for chunk in chunks]
+        return plan
+
+    def _normalizer(
+        self, algorithm: Algorithm, trajectories: list[Trajectory], plan: list[list[int]]
+    ) -> tuple[LossNormalizer, float]:
+        """The minibatch's loss denominators, summed over processes, and the seconds spent collating for them."""
+        masks = [t.loss_mask for t in trajectories]
+        names = tuple(algorithm.loss_count_names)
+        extra = dict.fromkeys(names, 0.0)
+        seconds = 0.0
+        if names:  # the algorithm counts on collated batches (e.g. grounding targets): one more collation
+            for rows in plan:
+                t0 = time.perf_counter()
+                batch = self.policy.collate([trajectories[r] for r in rows])
+                seconds += time.perf_counter() - t0
+                counts = algorithm.loss_counts(self.policy, batch)
+                for name in names:
+                    extra[name] += float(counts.get(name, 0.0))
+        local = [float(sum(sum(m) for m in masks)), float(sum(1 for m in masks if any(m))), float(len(masks))]
+        values = torch.tensor(local + list(extra.values()), dtype=torch.float64, device=self.accelerator.device)
+        if self.world > 1:
+            values = self.accelerator.reduce(values, reduction="sum")
+        total = [float(v) for v in values.cpu()]
+        normalizer = LossNormalizer(
+            tokens=total[0], sequences_with_tokens=total[1], sequences=total[2], extra=dict(zip(names, total[3:]))
+        )
+        return normalizer, seconds
 
     # ---------------------------------------------------------------------------------- evaluation
     def evaluate(self, num_questions: int | None = None) -> EvalReport:
@@ -371,6 +457,27 @@ class Trainer:
         value = torch.tensor([local], dtype=torch.float64, device=self.accelerator.device)
         return [float(v) for v in self.accelerator.gather(value).cpu()]
 
+    def _memory_report(self) -> dict[str, Any]:
+        """The memory budgets of the run and the peak resident memory (max over processes), also logged."""
+        peak = torch.tensor([float(peak_rss_bytes())], dtype=torch.float64, device=self.accelerator.device)
+        peak_mb = float(self.accelerator.gather(peak).max()) / 2**20
+        report: dict[str, Any] = {
+            "max_tokens_per_micro_batch": self.config.optim.max_tokens_per_micro_batch,
+            "max_tokens_per_generation": self.config.rollout.max_tokens_per_generation,
+            "gradient_checkpointing": self.config.model.gradient_checkpointing,
+            "peak_rss_mb": round(peak_mb, 1),
+        }
+        if torch.cuda.is_available() and self.accelerator.device.type == "cuda":
+            report["peak_gpu_memory_mb"] = round(torch.cuda.max_memory_allocated(self.accelerator.device) / 2**20, 1)
+        if self.accelerator.is_main_process:
+            logger.info(
+                "memory: micro-batches of <= %d tokens, generation chunks of <= %d tokens; peak RSS %.0f MB",
+                report["max_tokens_per_micro_batch"],
+                report["max_tokens_per_generation"],
+                peak_mb,
+            )
+        return report
+
     def _finish(self, seconds: float) -> dict[str, Any]:
         summary: dict[str, Any] = {"steps": self.config.total_steps, "train_seconds": seconds}
         if self.should_stop:
@@ -378,6 +485,7 @@ class Trainer:
         summary["processes"] = self.world
         summary["process_index"] = self.rank
         summary["weight_fingerprints"] = self.weight_fingerprints()
+        summary.update(self._memory_report())
         if self.last_eval is not None:
             summary.update(self.last_eval.to_dict())
         if self.accelerator.is_main_process:
@@ -394,10 +502,8 @@ class Trainer:
         return summary
 
 
-def _split_groups(
-    trajectories: list[Trajectory], advantages: torch.Tensor, parts: int
-) -> list[tuple[list[Trajectory], torch.Tensor]]:
-    """Split into ``parts`` chunks of whole question groups (order kept)."""
+def _group_parts(trajectories: list[Trajectory], parts: int) -> list[list[int]]:
+    """Row indices of ``parts`` chunks of whole question groups (order kept)."""
     order: list[int] = []
     for t in trajectories:
         if t.group_id not in order:
@@ -406,9 +512,36 @@ def _split_groups(
     chunks = []
     for part in np.array_split(np.array(order), parts):
         ids = set(part.tolist())
-        rows = [i for i, t in enumerate(trajectories) if t.group_id in ids]
-        chunks.append(([trajectories[i] for i in rows], advantages[rows]))
+        chunks.append([i for i, t in enumerate(trajectories) if t.group_id in ids])
     return chunks
+
+
+def _split_groups(
+    trajectories: list[Trajectory], advantages: torch.Tensor, parts: int
+) -> list[tuple[list[Trajectory], torch.Tensor]]:
+    """Split into ``parts`` chunks of whole question groups (order kept)."""
+    return [([trajectories[i] for i in rows], advantages[rows]) for rows in _group_parts(trajectories, parts)]
+
+
+def _combine_metrics(
+    parts: list[tuple[float, dict[str, float]]], summed: frozenset[str], world: int
+) -> dict[str, float]:
+    """A minibatch's metrics from its micro-batches' ``(loss tokens, metrics)``.
+
+    A loss term (a name in ``summed`` or ending in ``_loss``) is the micro-batch's share of the
+    minibatch's value: the shares are summed, times ``world`` (each process holds its share; the
+    trainer averages metrics over processes). Any other metric is a mean over the micro-batch: the
+    micro-batches' values are averaged, weighted by their loss tokens.
+    """
+    out: dict[str, float] = {}
+    for key in dict.fromkeys(k for _, metrics in parts for k in metrics):
+        values = [(weight, float(metrics[key])) for weight, metrics in parts if key in metrics]
+        if key in summed or key.endswith("_loss"):
+            out[key] = sum(v for _, v in values) * world
+            continue
+        weight = sum(w for w, _ in values)
+        out[key] = sum(w * v for w, v in values) / weight if weight > 0 else sum(v for _, v in values) / len(values)
+    return out
 
 
 def _light(trajectory: Trajectory) -> Trajectory:

@@ -11,6 +11,7 @@ from typing import Literal
 
 import torch
 
+from mapo_agent.types import LossNormalizer
 from mapo_env.errors import ConfigError
 
 LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum", "seq-mean-token-sum-norm"]
@@ -23,6 +24,11 @@ LossAggMode = Literal["token-mean", "seq-mean-token-mean", "seq-mean-token-sum",
   given, else the padded width T. Sequences are never divided by their own length.
 
 Sequences with no loss token are left out of the sequence means. An all-zero mask gives 0.
+
+Micro-batches: with a :class:`~mapo_agent.types.LossNormalizer` (the counts of the whole minibatch), every
+mode divides by the minibatch's counts instead of the batch's own (Σ over tokens / N_tokens; Σ over
+sequences / N_sequences_with_tokens; Σ / (N_sequences · L)), so the losses of the micro-batches add up
+to the loss of the unsplit minibatch, and so do their gradients.
 """
 
 LOSS_AGG_MODES: tuple[str, ...] = LossAggMode.__args__  # type: ignore[attr-defined]
@@ -33,7 +39,12 @@ K3_CLAMP = 10.0
 
 
 def aggregate(
-    values: torch.Tensor, mask: torch.Tensor, mode: LossAggMode = "token-mean", norm_length: int | None = None
+    values: torch.Tensor,
+    mask: torch.Tensor,
+    mode: LossAggMode = "token-mean",
+    norm_length: int | None = None,
+    *,
+    normalizer: LossNormalizer | None = None,
 ) -> torch.Tensor:
     """Reduce (B, T) per-token values to a scalar over the tokens where ``mask`` is 1.
 
@@ -43,9 +54,12 @@ def aggregate(
         mode: One of :data:`LossAggMode`.
         norm_length: Constant divisor for ``"seq-mean-token-sum-norm"`` (e.g. the configured
             maximum response length); ``None`` uses T.
+        normalizer: The counts of the whole minibatch this batch is a micro-batch of; ``None``
+            divides by this batch's own counts.
 
     Returns:
-        A scalar tensor (differentiable in ``values``).
+        A scalar tensor (differentiable in ``values``): with ``normalizer``, this micro-batch's share
+        of the minibatch's value.
 
     Raises:
         ConfigError: Unknown ``mode``, mismatched shapes, or ``norm_length`` < 1.
@@ -57,10 +71,10 @@ def aggregate(
     mask = mask.to(values.dtype)
     masked = torch.where(mask > 0, values, torch.zeros_like(values)) * mask  # (B, T)
     if mode == "token-mean":
-        return masked.sum() / mask.sum().clamp(min=1)
+        return masked.sum() / (mask.sum().clamp(min=1) if normalizer is None else max(normalizer.tokens, 1.0))
     seq_tokens = mask.sum(dim=-1)  # (B,)
     has_tokens = (seq_tokens > 0).to(values.dtype)  # (B,)
-    num_seqs = has_tokens.sum().clamp(min=1)
+    num_seqs = has_tokens.sum().clamp(min=1) if normalizer is None else max(normalizer.sequences_with_tokens, 1.0)
     if mode == "seq-mean-token-mean":
         return (masked.sum(dim=-1) / seq_tokens.clamp(min=1)).sum() / num_seqs
     if mode == "seq-mean-token-sum":
@@ -69,7 +83,8 @@ def aggregate(
         if norm_length is not None and norm_length < 1:
             raise ConfigError(f"norm_length must be >= 1 or None, got {norm_length!r}.")
         length = norm_length if norm_length is not None else values.shape[-1]
-        return masked.sum() / (values.shape[0] * length if values.shape[0] else 1)
+        rows = values.shape[0] if normalizer is None else normalizer.sequences
+        return masked.sum() / (rows * length if rows else 1)
     raise ConfigError(f"Unknown loss aggregation mode {mode!r}; choose one of {list(LOSS_AGG_MODES)}.")
 
 
@@ -88,6 +103,8 @@ def ppo_clip_loss(
     dual_clip: float | None = None,
     agg: LossAggMode = "token-mean",
     norm_length: int | None = None,
+    *,
+    normalizer: LossNormalizer | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """PPO clipped surrogate with asymmetric ("clip-higher") bounds and optional dual clip.
 
@@ -109,6 +126,7 @@ def ppo_clip_loss(
         dual_clip: Constant C > 1 bounding the loss of negative-advantage tokens, or ``None``.
         agg: Aggregation mode (see :data:`LossAggMode`).
         norm_length: Constant for ``"seq-mean-token-sum-norm"``.
+        normalizer: Counts of the whole minibatch (micro-batches); see :func:`aggregate`.
 
     Returns:
         ``(loss, metrics)``: the scalar loss, and ``clip_frac`` (fraction of loss tokens where the
@@ -126,7 +144,7 @@ def ppo_clip_loss(
     token_loss = torch.maximum(loss_unclipped, loss_clipped)  # (B, T)
     if dual_clip is not None:
         token_loss = torch.where(advantages < 0, torch.minimum(token_loss, -advantages * dual_clip), token_loss)
-    loss = aggregate(token_loss, loss_mask, agg, norm_length)
+    loss = aggregate(token_loss, loss_mask, agg, norm_length, normalizer=normalizer)
     with torch.no_grad():
         mask = loss_mask.to(logprobs.dtype)
         metrics = {
@@ -160,6 +178,8 @@ def entropy_bonus(
     coef: float,
     agg: LossAggMode = "token-mean",
     norm_length: int | None = None,
+    *,
+    normalizer: LossNormalizer | None = None,
 ) -> torch.Tensor:
     """Loss term −coef·agg(entropy): adding it to the loss *raises* entropy when ``coef`` > 0.
 
@@ -173,11 +193,12 @@ def entropy_bonus(
         coef: Weight of the bonus.
         agg: Aggregation mode.
         norm_length: Constant for ``"seq-mean-token-sum-norm"``.
+        normalizer: Counts of the whole minibatch (micro-batches); see :func:`aggregate`.
 
     Returns:
         A scalar tensor.
     """
-    return -coef * aggregate(entropy, loss_mask, agg, norm_length)
+    return -coef * aggregate(entropy, loss_mask, agg, norm_length, normalizer=normalizer)
 
 
 def overlong_penalty(

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from mapo_agent.memory import pack_by_tokens
 from mapo_agent.policy import episode as ep
 from mapo_agent.policy.ops import (
     mask_image_patches,
@@ -55,6 +56,9 @@ class HFPolicy:
             ``log_softmax(logits / temperature)`` of the raw logits.
         top_p: Nucleus sampling threshold (1.0 = off). Log-probs still come from the raw logits.
         max_new_tokens: Default cap of tokens per generated turn.
+        max_tokens_per_generation: Memory bound of :meth:`generate`: the episodes are generated in chunks
+            of at most this many tokens, ``rows * (longest prompt + max_new_tokens)`` with image tokens
+            counted (a single longer episode runs alone); ``None`` = one batch.
     """
 
     def __init__(
@@ -64,6 +68,7 @@ class HFPolicy:
         temperature: float = 1.0,
         top_p: float = 1.0,
         max_new_tokens: int = 256,
+        max_tokens_per_generation: int | None = None,
     ) -> None:
         if temperature <= 0 or not 0 < top_p <= 1 or max_new_tokens < 1:
             raise ConfigError(
@@ -75,6 +80,11 @@ class HFPolicy:
         self.temperature = float(temperature)
         self.top_p = float(top_p)
         self.max_new_tokens = int(max_new_tokens)
+        if max_tokens_per_generation is not None and max_tokens_per_generation < 1:
+            raise ConfigError(
+                f"max_tokens_per_generation must be >= 1 or None (one batch), got {max_tokens_per_generation!r}"
+            )
+        self.max_tokens_per_generation = max_tokens_per_generation
         config = self.base_model.config
         if getattr(config, "image_token_id", processor.image_token_id) != processor.image_token_id:
             raise ConfigError(
@@ -120,14 +130,16 @@ class HFPolicy:
             min_pixels: Override the image processor's minimum pixels per image.
             max_pixels: Override the image processor's maximum pixels per image.
             chat_template: Override the checkpoint's chat template.
-            **kwargs: ``temperature``, ``top_p``, ``max_new_tokens`` go to the constructor; the rest
+            **kwargs: ``temperature``, ``top_p``, ``max_new_tokens``, ``max_tokens_per_generation`` go to
+                the constructor; the rest
                 (``revision``, ``local_files_only``, ``cache_dir``, ...) to ``from_pretrained``.
         """
         from transformers import AutoConfig, AutoModelForImageTextToText
 
         from mapo_agent.policy.tiny import bundled_model_path
 
-        sampling = {k: kwargs.pop(k) for k in ("temperature", "top_p", "max_new_tokens") if k in kwargs}
+        sampling_keys = ("temperature", "top_p", "max_new_tokens", "max_tokens_per_generation")
+        sampling = {k: kwargs.pop(k) for k in sampling_keys if k in kwargs}
         path = str(bundled_model_path() if name_or_path is None else name_or_path)
         config = AutoConfig.from_pretrained(path, **kwargs)
         if config.model_type not in SUPPORTED_MODEL_TYPES:
@@ -224,7 +236,9 @@ class HFPolicy:
     ) -> list[str]:
         """Generate one assistant turn for each episode, batched (left padding), and append it to its state.
 
-        Generation stops at ``<|im_end|>`` / EOS or after ``max_new_tokens``. The sampled ids are kept
+        Generation stops at ``<|im_end|>`` / EOS or after ``max_new_tokens``. With
+        :attr:`max_tokens_per_generation` set, the episodes run in consecutive chunks of bounded size
+        (:func:`~mapo_agent.memory.pack_by_tokens`). The sampled ids are kept
         exactly; their log-probs are ``log_softmax(raw_logits / temperature)`` at the sampled tokens.
         Image/video placeholder ids and ids beyond the tokenizer are never sampled.
 
@@ -245,6 +259,18 @@ class HFPolicy:
         config = self._generation_config(
             do_sample, temperature, self.top_p if top_p is None else top_p, max_new_tokens
         )
+        lengths = [s.num_tokens + max_new_tokens for s in states]
+        chunks = pack_by_tokens(lengths, self.max_tokens_per_generation)
+        if len(chunks) > 1:  # bounded memory: one generate call per chunk, texts in the order of ``states``
+            texts: dict[int, str] = {}
+            for chunk in chunks:
+                chunk_texts = self._generate_batch([states[i] for i in chunk], config, temperature)
+                texts.update(zip(chunk, chunk_texts))
+            return [texts[i] for i in range(len(states))]
+        return self._generate_batch(states, config, temperature)
+
+    def _generate_batch(self, states: Sequence[ep.EpisodeState], config: Any, temperature: float) -> list[str]:
+        """One ``model.generate`` call for ``states`` (left-padded together); see :meth:`generate`."""
         inputs = self._generation_inputs(states)
         was_training = self.model.training
         self.model.eval()

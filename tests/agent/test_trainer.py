@@ -75,7 +75,7 @@ def test_run_writes_every_artifact(tmp_path):
     assert rows[0]["rollout/accuracy"] == 1.0  # the SFT stage plays the oracle
     assert "eval/accuracy" in rows[-1] and summary["num_questions"] == 2
     saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
-    assert saved == config
+    assert saved == config.resolved()
 
 
 @pytest.mark.parametrize("algo", [n for n in ALGORITHMS.names() if n != "sft"])

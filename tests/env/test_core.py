@@ -19,6 +19,7 @@ INFO_KEYS = {
     "correct",
     "answer",
     "answer_index",
+    "answer_match",
     "crop_box",
     "turn",
     "sample_id",

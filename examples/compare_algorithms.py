@@ -1,162 +1,249 @@
-"""Compare MAPO with its peers on the same work: same SFT checkpoint, same budget, several seeds.
+"""Compare MAPO with its peers on the same work, powered to tell them apart.
 
-One command trains every algorithm (``mapo``, ``grpo``, ``dr_grpo``, ``dapo``, ``rloo``, ``papo``, ``vgpo``)
-from one cold-start checkpoint with the same number of RL steps, rollouts and evaluation episodes, over
-several seeds, plus a Stable-Baselines3 PPO baseline through the discrete-action wrapper and the oracle
-as the upper bound. It measures, during the MAPO runs, the gradient noise of MAPO's advantage against
-GRPO's on identical rollout batches. Outputs in ``--out``:
+One command runs the whole study and writes the README's table and plots:
 
-- ``results.md`` / ``results.json``: per algorithm, final held-out accuracy (mean ± std over seeds),
-  alignment, tool calls per episode, misaligned share (a crop whose label scores below 0.5), confident
-  misses (answered although the last crop missed the target, IoU < 0.1), wall time; the gradient-noise
-  ratio with its spread;
-- ``accuracy_vs_step.png``, ``alignment_vs_step.png``: one line per algorithm, band = min..max over seeds;
-- one run directory per algorithm and seed (metrics, plots, final model).
+1. **A weak cold start**: the bundled recipe's grounded SFT, cut short (``--cold-start-steps``), so
+   the agent zooms but often misses: outcome-only credit is then noisy (a lucky answer after a wrong
+   zoom is rewarded), which is what MAPO's semantic term is meant to correct.
+2. **RL from that checkpoint** for every method with the same budget (``--steps`` RL steps of
+   ``--questions-per-step`` questions x ``--group-size`` rollouts, each method at its paper's
+   defaults), MAPO and GRPO over ``--seeds`` (5 by default), the other methods over the first
+   ``--other-seeds`` of them (3). Runs are independent processes, ``--jobs`` at a time; each writes
+   ``<out>/<method>/seed<k>/result.json`` as soon as it ends, and an interrupted study resumes
+   where it stopped (finished runs are skipped).
+3. **The report** (``results.md``, ``results.json``, ``accuracy_vs_step.png``,
+   ``alignment_vs_step.png``): per method, the final held-out accuracy (mean ± 95 % CI over seeds,
+   t-interval), alignment, the reasoning-action-gap metrics (misaligned share: a crop scoring below
+   0.5 against its label; confident misses: answered although the last crop missed the target),
+   tool calls, sample efficiency (the first RL step at which held-out accuracy reached
+   ``--target-accuracy``, per seed), wall time; a paired test MAPO vs GRPO (same seed = same
+   questions and held-out episodes: a paired t-test over seeds and an exact McNemar test over the
+   pooled held-out episodes); and the gradient-noise ratio of MAPO's advantage to GRPO's on
+   identical rollout batches, measured during the MAPO runs.
 
 Usage::
 
-    python examples/compare_algorithms.py                       # the full comparison (about an hour on 2 CPU cores)
-    python examples/compare_algorithms.py --quick               # a smoke run (minutes)
-    python examples/compare_algorithms.py --init runs/mapo-tiles/final --algos mapo grpo --seeds 0 1 2
+    python examples/compare_algorithms.py                 # the full study (about two hours on 2 CPU cores)
+    python examples/compare_algorithms.py --quick         # a smoke run (minutes)
+    python examples/compare_algorithms.py --report-only   # rebuild the report from finished runs
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import statistics
+import subprocess
+import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from mapo_agent.config import TrainConfig
+
+METHODS = ("mapo", "grpo", "dr_grpo", "dapo", "rloo", "papo", "vgpo")
+REPORTED = ("eval/accuracy", "eval/alignment", "eval/tool_calls", "eval/misaligned_share", "eval/confident_miss_share")
+
+CHILD = r"""
+import json, sys, time
+from dataclasses import replace
+from pathlib import Path
+from mapo_agent.config import TrainConfig
 from mapo_agent.diagnostics import GradientNoiseCallback
-from mapo_agent.evaluation import evaluate
 from mapo_agent.metrics import read_metrics
 from mapo_agent.trainer import Trainer
 
-ALGOS = ("mapo", "grpo", "dr_grpo", "dapo", "rloo", "papo", "vgpo")
-REPORTED = ("eval/accuracy", "eval/alignment", "eval/tool_calls", "eval/misaligned_share", "eval/confident_miss_share")
+spec = json.loads(sys.argv[1])
+config = TrainConfig.from_dict(spec["config"])
+callbacks = []
+if spec["variance_every"]:
+    callbacks.append(GradientNoiseCallback(("grpo", "mapo"), every=spec["variance_every"],
+                                           algorithm_kwargs={"grpo": {"kl_coef": 0.0}, "mapo": {"kl_coef": 0.0}}))
+started = time.perf_counter()
+trainer = Trainer(config, callbacks=callbacks)
+trainer.train()
+seconds = time.perf_counter() - started
+rows = read_metrics(Path(config.output_dir) / "metrics.jsonl")
+evals = [r for r in rows if r.get("eval/accuracy") is not None]
+episodes = [[t.sample_index, bool(t.correct)] for t in trainer.last_eval.trajectories]
+result = {
+    "final": {k: evals[-1].get(k) for k in spec["reported"]},
+    "curve": [[r["step"] - config.sft_steps, r.get("eval/accuracy"), r.get("eval/alignment")] for r in evals],
+    "episodes": episodes,
+    "seconds": seconds,
+    "variance": callbacks[0].history if callbacks else [],
+}
+Path(spec["result"]).write_text(json.dumps(result) + "\n")
+"""
 
 
-class StopAfter:
-    """Trainer callback: end the run after ``step`` (0-based)."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_step_end(self, trainer: Trainer, step: int, metrics: dict[str, float]) -> None:
-        trainer.should_stop = step >= self.step
-
-
-def cold_start(out: Path, base: TrainConfig, stop_after: int) -> Path:
-    """Run the recipe's cold-start stage once, stopped after ``stop_after`` steps; every algorithm starts there.
-
-    The recipe's full cold start already saturates the task (100% held-out), which would leave RL nothing
-    to show; stopping it part-way, on the recipe's own learning-rate schedule, leaves room.
-    """
-    config = replace(base, steps=0, output_dir=str(out / "cold_start"))
-    callbacks = [StopAfter(stop_after - 1)] if stop_after < config.sft_steps else []
-    Trainer(config, callbacks=callbacks).train()
-    return out / "cold_start" / "final"
+# ------------------------------------------------------------------------------------------ runs
+def cold_start(out: Path, base: TrainConfig, steps: int) -> Path:
+    """The recipe's grounded SFT for ``steps`` steps (its own schedule), evaluated; every method starts here."""
+    final = out / "cold_start" / "final"
+    if not final.is_dir():
+        config = replace(base, steps=0, sft_steps=steps, output_dir=str(out / "cold_start"), eval_every=0)
+        subprocess.run([sys.executable, "-c", _COLD, json.dumps(config.to_dict())], check=True)
+    return final
 
 
-def run_algorithm(algo: str, seed: int, init: Path, out: Path, base: TrainConfig, args) -> dict:
-    """Train one algorithm from ``init``; returns its final metrics, curve and wall time."""
+_COLD = r"""
+import json, sys
+from mapo_agent.config import TrainConfig
+from mapo_agent.trainer import Trainer
+Trainer(TrainConfig.from_dict(json.loads(sys.argv[1]))).train()
+"""
+
+
+def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, args) -> dict:
+    run_dir = out / method / f"seed{seed}"
     config = replace(
         base,
-        algo=algo,
+        algo=method,
         seed=seed,
         steps=args.steps,
         sft_steps=0,
-        eval_every=max(1, args.steps // args.eval_points),
-        output_dir=str(out / algo / f"seed{seed}"),
+        eval_every=args.eval_every,
+        output_dir=str(run_dir),
         model=replace(base.model, name_or_path=str(init)),
         rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
     )
-    callbacks = [GradientNoiseCallback(("grpo", "mapo"), every=args.variance_every)] if algo == "mapo" else []
-    started = time.perf_counter()
-    Trainer(config, callbacks=callbacks).train()
-    seconds = time.perf_counter() - started
-    rows = read_metrics(Path(config.output_dir) / "metrics.jsonl")
-    evals = [r for r in rows if r.get("eval/accuracy") is not None]
     return {
-        "final": {k: evals[-1].get(k) for k in REPORTED},
-        "curve": [(r["step"], r.get("eval/accuracy"), r.get("eval/alignment")) for r in evals],
-        "seconds": seconds,
-        "variance": callbacks[0].history if callbacks else [],
+        "config": config.to_dict(),
+        "result": str(run_dir / "result.json"),
+        "variance_every": args.variance_every if method == "mapo" else 0,
+        "reported": list(REPORTED),
     }
 
 
-def run_ppo(seed: int, args, env_id: str) -> dict:
-    """SB3 PPO through DiscreteZoomActions; held-out accuracy on the test split."""
-    import gymnasium as gym
-    from stable_baselines3 import PPO
-
-    from mapo_env.wrappers import DiscreteZoomActions
-
-    def make(split: str):
-        return DiscreteZoomActions(gym.make(env_id, split=split, alignment="lexical"), grid=4, image_size=64)
-
-    started = time.perf_counter()
-    model = PPO("MultiInputPolicy", make("train"), n_steps=512, batch_size=128, ent_coef=0.01, seed=seed, verbose=0)
-    model.learn(total_timesteps=args.ppo_timesteps)
-    env = make("test")
-    correct, calls, episodes = 0, 0, args.eval_episodes
-    for episode in range(episodes):
-        obs, info = env.reset(seed=50_000 + episode, options={"index": episode})
-        done = False
-        while not done:
-            obs, _, terminated, truncated, info = env.step(int(model.predict(obs, deterministic=True)[0]))
-            done = terminated or truncated
-        correct += bool(info["correct"])
-        calls += info["num_tool_calls"]
-    return {
-        "final": {"eval/accuracy": correct / episodes, "eval/tool_calls": calls / episodes},
-        "seconds": time.perf_counter() - started,
-    }
+def run_one(spec: dict) -> None:
+    log = Path(spec["result"]).with_name("log.txt")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with log.open("w") as handle:
+        done = subprocess.run(
+            [sys.executable, "-c", CHILD, json.dumps(spec)], stdout=handle, stderr=subprocess.STDOUT, env=env
+        )
+    status = "done" if done.returncode == 0 else f"FAILED (exit {done.returncode}, see {log})"
+    print(f"{spec['config']['algo']} seed {spec['config']['seed']}: {status}", flush=True)
 
 
-def mean_std(values: list[float]) -> str:
-    values = [v for v in values if v is not None and not np.isnan(v)]
+# ---------------------------------------------------------------------------------------- report
+def t_quantile(n: int) -> float:
+    """Two-sided 95 % Student-t quantile for n − 1 degrees of freedom."""
+    from scipy import stats
+
+    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
+
+
+def mean_ci(values: list[float]) -> tuple[float, float]:
+    values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
+        return float("nan"), float("nan")
+    if len(values) == 1:
+        return values[0], float("nan")
+    return statistics.mean(values), t_quantile(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
+
+
+def cell(values: list[float]) -> str:
+    mean, half = mean_ci(values)
+    if math.isnan(mean):
         return "–"
-    sd = statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+    return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
 
 
-def write_report(out: Path, results: dict, extra_rows: dict, variance: list[dict], total_seconds: float) -> None:
-    """results.md, results.json and the two plots."""
-    lines = [
-        "| method | held-out accuracy | alignment | tool calls / episode | misaligned share | confident misses "
-        "| wall time / run |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+def steps_to(curve: list[list[float]], target: float) -> float:
+    """First RL step whose held-out accuracy reached ``target`` (inf if never)."""
+    return next((step + 1 for step, acc, _ in curve if acc is not None and acc >= target), math.inf)
+
+
+def paired_tests(mapo: dict[int, dict], grpo: dict[int, dict]) -> list[str]:
+    """Paired t-test over seeds and exact McNemar over pooled held-out episodes, MAPO vs GRPO."""
+    from scipy import stats
+
+    seeds = sorted(set(mapo) & set(grpo))
+    if len(seeds) < 2:
+        return ["Paired test MAPO vs GRPO: fewer than 2 common seeds."]
+    a = [mapo[s]["final"]["eval/accuracy"] for s in seeds]
+    b = [grpo[s]["final"]["eval/accuracy"] for s in seeds]
+    diff = [x - y for x, y in zip(a, b)]
+    t = stats.ttest_rel(a, b)
+    only_mapo = only_grpo = 0
+    for s in seeds:
+        right_g = {(i, q): c for i, (q, c) in enumerate(grpo[s]["episodes"])}
+        for i, (q, c) in enumerate(mapo[s]["episodes"]):
+            other = right_g.get((i, q))
+            if other is None:
+                continue
+            only_mapo += c and not other
+            only_grpo += other and not c
+    discordant = only_mapo + only_grpo
+    mcnemar = stats.binomtest(only_mapo, discordant, 0.5).pvalue if discordant else 1.0
+    mean_d, half_d = mean_ci(diff)
+    return [
+        f"Paired test MAPO vs GRPO over {len(seeds)} seeds (same questions and held-out episodes per seed): "
+        f"accuracy difference {mean_d:+.3f} ± {half_d:.3f} (95 % CI), paired t-test p = {t.pvalue:.3f}; "
+        f"exact McNemar over the pooled held-out episodes: MAPO right where GRPO was wrong {only_mapo}, "
+        f"the reverse {only_grpo}, p = {mcnemar:.3f}.",
     ]
-    for name, runs in {**results, **extra_rows}.items():
-        cells = [mean_std([r["final"].get(k) for r in runs]) for k in REPORTED]
-        seconds = statistics.mean(r["seconds"] for r in runs)
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {seconds:.0f} s |")
+
+
+def load_results(out: Path, methods: list[str]) -> dict[str, dict[int, dict]]:
+    results: dict[str, dict[int, dict]] = {}
+    for method in methods:
+        for path in sorted((out / method).glob("seed*/result.json")):
+            results.setdefault(method, {})[int(path.parent.name[4:])] = json.loads(path.read_text())
+    return results
+
+
+def write_report(out: Path, results: dict[str, dict[int, dict]], baselines: dict, args) -> None:
+    lines = [
+        f"| method | seeds | held-out accuracy | steps to {args.target_accuracy:.0%} | alignment | misaligned share "
+        "| confident misses | tool calls / episode | wall time / run |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for method, runs in results.items():
+        finals = list(runs.values())
+        reached = [steps_to(r["curve"], args.target_accuracy) for r in finals]
+        reached_cell = f"{statistics.median(reached):.0f} (median; {sum(map(math.isfinite, reached))}/{len(reached)})"
+        if not any(map(math.isfinite, reached)):
+            reached_cell = f"not reached (0/{len(reached)})"
+        cells = [cell([r["final"].get(k) for r in finals]) for k in REPORTED]
+        lines.append(
+            f"| {method} | {len(finals)} | {cells[0]} | {reached_cell} | {cells[1]} | {cells[3]} | {cells[4]} "
+            f"| {cells[2]} | {statistics.mean(r['seconds'] for r in finals):.0f} s |"
+        )
+    for name, final in baselines.items():
+        cells = [cell([final.get(k)]) for k in REPORTED]
+        lines.append(f"| {name} | – | {cells[0]} | – | {cells[1]} | {cells[3]} | {cells[4]} | {cells[2]} | – |")
+    variance = [row for r in results.get("mapo", {}).values() for row in r["variance"]]
     ratios = [v for row in variance for k, v in row.items() if k.startswith("diag/grad_var_ratio/")]
     rel = [v for row in variance for k, v in row.items() if k.startswith("diag/grad_rel_var_ratio/")]
-    lines += [
-        "",
-        "Gradient noise of MAPO's advantage vs GRPO's on identical rollout batches "
-        f"({len(ratios)} measurements over the MAPO runs):",
-        f"- variance ratio MAPO / GRPO: {mean_std(ratios)} (median {statistics.median(ratios):.3f})" if ratios else "",
-        f"- noise-to-signal ratio MAPO / GRPO: {mean_std(rel)} (median {statistics.median(rel):.3f})" if rel else "",
-        "",
-        f"Total wall time: {total_seconds / 60:.1f} min.",
-    ]
+    lines += ["", *paired_tests(results.get("mapo", {}), results.get("grpo", {})), ""]
+    if ratios:
+        lines.append(
+            f"Gradient noise of MAPO's advantage vs GRPO's on identical rollout batches ({len(ratios)} measurements "
+            f"during the MAPO runs): variance ratio {cell(ratios)} (median {statistics.median(ratios):.3f}); "
+            f"noise-to-signal ratio {cell(rel)} (median {statistics.median(rel):.3f})."
+        )
+    lines.append(
+        f"Mean ± 95 % CI (t-interval) over seeds; {args.steps} RL steps of {args.questions_per_step} questions x "
+        f"{args.group_size} rollouts from the cold start; {args.eval_episodes} held-out episodes per evaluation."
+    )
     (out / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     (out / "results.json").write_text(
-        json.dumps(
-            {"runs": results, "baselines": extra_rows, "variance": variance, "seconds": total_seconds}, indent=2
-        )
-        + "\n",
-        encoding="utf-8",
+        json.dumps({"runs": results, "baselines": baselines, "args": vars(args)}, indent=2) + "\n", encoding="utf-8"
     )
+    plot(out, results)
+    print("\n".join(lines))
+
+
+def plot(out: Path, results: dict[str, dict[int, dict]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -164,17 +251,20 @@ def write_report(out: Path, results: dict, extra_rows: dict, variance: list[dict
 
     for index, (stem, label) in enumerate((("accuracy", "held-out accuracy"), ("alignment", "alignment")), start=1):
         fig, ax = plt.subplots(figsize=(7, 4), dpi=100)
-        for name, runs in results.items():
-            steps = [s for s, *_ in runs[0]["curve"]]
-            series = np.array([[point[index] for point in r["curve"]] for r in runs], dtype=float)  # None -> nan
+        for method, runs in results.items():
+            curves = [r["curve"] for r in runs.values()]
+            length = min(len(c) for c in curves)
+            steps = [c[0] for c in curves[0][:length]]
+            series = np.array([[p[index] for p in c[:length]] for c in curves], dtype=float)
             if series.size == 0 or np.isnan(series).all():
                 continue
-            line = ax.plot(steps, np.nanmean(series, axis=0), label=name)[0]
-            ax.fill_between(
-                steps, np.nanmin(series, axis=0), np.nanmax(series, axis=0), color=line.get_color(), alpha=0.15
-            )
+            mean = np.nanmean(series, axis=0)
+            line = ax.plot(steps, mean, label=f"{method} ({len(curves)} seeds)")[0]
+            if len(curves) > 1:
+                half = t_quantile(len(curves)) * np.nanstd(series, axis=0, ddof=1) / math.sqrt(len(curves))
+                ax.fill_between(steps, mean - half, mean + half, color=line.get_color(), alpha=0.12)
         ax.set_xlabel("RL step")
-        ax.set_ylabel(label)
+        ax.set_ylabel(f"{label} (mean, 95 % CI band)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
@@ -182,55 +272,66 @@ def write_report(out: Path, results: dict, extra_rows: dict, variance: list[dict
         plt.close(fig)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--algos", nargs="+", default=list(ALGOS), help="algorithms to compare")
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=30, help="RL steps per run")
-    parser.add_argument("--questions-per-step", type=int, default=8)
-    parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--eval-episodes", type=int, default=200)
-    parser.add_argument("--eval-points", type=int, default=3, help="evaluations per run (the last at the end)")
-    parser.add_argument("--variance-every", type=int, default=5, help="gradient-noise measurement period (MAPO runs)")
-    parser.add_argument("--ppo-timesteps", type=int, default=30_000)
-    parser.add_argument("--init", help="cold-start checkpoint to start from (default: run the recipe's cold start)")
-    parser.add_argument(
-        "--cold-start-steps",
-        type=int,
-        default=470,
-        help="stop that cold start after this many of the recipe's SFT steps (mid-way, so RL has room to improve)",
-    )
-    parser.add_argument("--out", default="runs/compare")
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2 algorithms, 1 seed, a few steps")
-    args = parser.parse_args()
-    if args.quick:
-        args.algos, args.seeds, args.steps, args.eval_episodes = ["mapo", "grpo"], [0], 4, 20
-        args.eval_points, args.variance_every, args.ppo_timesteps = 1, 2, 1024
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    # the bundled recipe's defaults (env, cold start and its batch, optimiser); RL runs set their own rollout
-    base = replace(TrainConfig(), eval_episodes=args.eval_episodes, save_every=0, progress_bar=False, threads=1)
-    if args.quick:
-        base, args.cold_start_steps = replace(base, sft_steps=20), 20
-    init = Path(args.init) if args.init else cold_start(out, base, args.cold_start_steps)
-
-    results = {algo: [run_algorithm(algo, seed, init, out, base, args) for seed in args.seeds] for algo in args.algos}
-    baselines = {"sb3 ppo (discrete wrapper)": [run_ppo(seed, args, base.env.id) for seed in args.seeds]}
-
+def reference_rows(init: Path, base: TrainConfig, episodes: int) -> dict:
+    """The cold-start checkpoint without RL, and the oracle (upper bound), on the same held-out episodes."""
+    from mapo_agent.evaluation import evaluate
     from mapo_agent.policy import HFPolicy
 
     policy = HFPolicy.from_pretrained(str(init))
     eval_kwargs = {**base.env.kwargs, **base.env.eval_kwargs}
+    rows = {}
     for name, actor in (("cold-start checkpoint (no RL)", "policy"), ("oracle (upper bound)", "oracle")):
-        t0 = time.perf_counter()
-        report = evaluate(policy, base.env.id, eval_kwargs, num_questions=args.eval_episodes, actor=actor, seed=1)
-        final = {**report.metrics, "eval/accuracy": report.accuracy}
-        baselines[name] = [{"final": final, "seconds": time.perf_counter() - t0}]
-    variance = [row for run in results.get("mapo", []) for row in run["variance"]]
-    write_report(out, results, baselines, variance, time.perf_counter() - started)
-    print((out / "results.md").read_text())
+        report = evaluate(policy, base.env.id, eval_kwargs, num_questions=episodes, actor=actor, seed=base.seed + 1)
+        rows[name] = {**report.metrics, "eval/accuracy": report.accuracy}
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS))
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of MAPO and GRPO")
+    parser.add_argument("--other-seeds", type=int, default=3, help="the other methods run the first N seeds")
+    parser.add_argument("--steps", type=int, default=60, help="RL steps per run")
+    parser.add_argument("--questions-per-step", type=int, default=8)
+    parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--eval-episodes", type=int, default=200)
+    parser.add_argument("--eval-every", type=int, default=10)
+    parser.add_argument("--variance-every", type=int, default=20, help="gradient-noise period of the MAPO runs")
+    parser.add_argument("--target-accuracy", type=float, default=0.5, help="sample efficiency: steps to reach it")
+    parser.add_argument("--cold-start-steps", type=int, default=300, help="grounded-SFT steps of the weak cold start")
+    parser.add_argument("--init", help="use this checkpoint as the cold start instead of training one")
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
+    parser.add_argument("--out", default="runs/compare")
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+    parser.add_argument("--quick", action="store_true", help="smoke run: MAPO and GRPO, 1 seed, a few steps")
+    args = parser.parse_args()
+    if args.quick:
+        args.methods, args.seeds, args.steps, args.eval_episodes = ["mapo", "grpo"], [0], 4, 20
+        args.eval_every, args.variance_every, args.cold_start_steps = 2, 2, 10
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    base = replace(TrainConfig(), eval_episodes=args.eval_episodes, save_every=0, progress_bar=False, threads=1)
+    init = Path(args.init) if args.init else cold_start(out, base, args.cold_start_steps)
+    if not args.report_only:
+        specs = []
+        for method in args.methods:
+            seeds = args.seeds if method in ("mapo", "grpo") else args.seeds[: args.other_seeds]
+            for seed in seeds:
+                spec = run_spec(method, seed, init, out, base, args)
+                if not Path(spec["result"]).is_file():
+                    specs.append(spec)
+        # MAPO and GRPO first, seed by seed, so that a cut-short study still has its main pair
+        specs.sort(key=lambda s: (s["config"]["algo"] not in ("mapo", "grpo"), s["config"]["seed"]))
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            list(pool.map(run_one, specs))
+    reference = out / "reference_rows.json"
+    if not reference.is_file():
+        reference.write_text(json.dumps(reference_rows(init, base, args.eval_episodes)) + "\n")
+    results = load_results(out, args.methods)
+    write_report(out, results, json.loads(reference.read_text()), args)
+    print(f"total wall time of this invocation: {(time.perf_counter() - started) / 60:.1f} min")
 
 
 if __name__ == "__main__":

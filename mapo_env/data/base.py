@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from mapo_env.types import VQASample
+from mapo_env.validation import check_int
 
 
 @runtime_checkable
@@ -71,8 +72,9 @@ class ProceduralDataset:
     """
 
     def __init__(self, generator: SceneGenerator, size: int = 1_000_000, seed: int = 0, cache_size: int = 8) -> None:
-        if size <= 0:
-            raise ValueError(f"size must be positive, got {size}")
+        size = check_int("size", size, minimum=1)
+        seed = check_int("seed", seed, minimum=0)
+        cache_size = check_int("cache_size", cache_size, minimum=0)
         self.generator = generator
         self.name = generator.name
         self.size = size

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 from mapo_env.data.base import ProceduralDataset, SceneGenerator, VQADataset
 from mapo_env.errors import ConfigError
+from mapo_env.validation import check_choice, check_int, describe
 
 Split = Literal["train", "test"]
 SPLIT_SEEDS: dict[str, int] = {"train": 0, "test": 1_000_003}
@@ -30,11 +32,13 @@ def choose_dataset(
     ``cache_size`` bounds the procedural scenes kept in memory (an 8K scene is 100 MB).
     """
     if data_dir is not None:
+        if not isinstance(data_dir, str | os.PathLike):
+            raise ConfigError(f"data_dir must be a path (str or os.PathLike) or None, got {describe(data_dir)}")
         return load_real(Path(data_dir))
-    if split not in SPLIT_SEEDS:
-        raise ConfigError(f"split must be one of {list(SPLIT_SEEDS)}, got {split!r}")
-    if num_samples < 1:
-        raise ConfigError(f"num_samples must be >= 1, got {num_samples}")
+    check_choice("split", split, tuple(SPLIT_SEEDS))
+    num_samples = check_int("num_samples", num_samples, minimum=1)
+    dataset_seed = check_int("dataset_seed", dataset_seed, minimum=0)
+    cache_size = check_int("cache_size", cache_size, minimum=0)
     return ProceduralDataset(
         make_generator(), size=num_samples, seed=dataset_seed + SPLIT_SEEDS[split], cache_size=cache_size
     )

@@ -126,3 +126,27 @@ def test_numpy_scalars_are_accepted_and_stored_as_python_numbers() -> None:
 def test_gym_make_refuses_nonsense_on_every_env(env_id: str, kwargs: dict) -> None:
     with pytest.raises(ConfigError, match=next(iter(kwargs))):
         gym.make(env_id, alignment=None, **kwargs)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"num_samples": 0},
+        {"num_samples": 2.5},
+        {"num_samples": True},
+        {"dataset_seed": -1},
+        {"dataset_seed": "0"},
+        {"split": "val"},
+        {"split": None},
+    ],
+)
+def test_procedural_dataset_knobs_are_checked(env_id: str, kwargs: dict) -> None:
+    with pytest.raises(ConfigError, match=next(iter(kwargs))):
+        gym.make(env_id, alignment=None, **kwargs)
+
+
+@pytest.mark.parametrize("env_id", [e for e in ENV_IDS if e != "MAPO-Tiles-v0"])
+def test_data_dir_must_be_a_path(env_id: str) -> None:
+    with pytest.raises(ConfigError, match="data_dir"):
+        gym.make(env_id, alignment=None, data_dir=3)

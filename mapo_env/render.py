@@ -144,15 +144,20 @@ def save_episode(record: EpisodeRecord, path: str | Path) -> Path:
         buffer = io.BytesIO()
         picture.save(buffer, format="PNG")
         encoded = base64.b64encode(buffer.getvalue()).decode()
-        body = html.escape(transcript(record.messages))
+        body = html.escape(_encodable(transcript(record.messages)))
         path.write_text(
-            f"<!doctype html><meta charset='utf-8'><title>{html.escape(record.sample_id)}</title>"
+            f"<!doctype html><meta charset='utf-8'><title>{html.escape(_encodable(record.sample_id))}</title>"
             f"<img src='data:image/png;base64,{encoded}' style='max-width:100%'><pre>{body}</pre>",
             encoding="utf-8",
         )
     else:
         picture.save(path)
     return path
+
+
+def _encodable(text: str) -> str:
+    """``text`` with lone surrogates (model text may hold any code point) replaced by U+FFFD; pairs are joined."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _draw_targets(view: np.ndarray, frame: ImageFrame, boxes: Sequence[BBox]) -> np.ndarray:

@@ -14,7 +14,8 @@ from gymnasium import spaces
 from mapo_env.actions import format_answer, format_tool_call
 from mapo_env.answers import option_letters
 from mapo_env.core import ThinkWithImagesEnv
-from mapo_env.errors import ConfigError
+from mapo_env.errors import ConfigError, InvalidActionType
+from mapo_env.validation import describe, is_int
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -105,16 +106,24 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         return self._convert(obs, info), info
 
     def step(self, action: int) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        """Turn the discrete action into the model text the env expects, and step."""
-        obs, reward, terminated, truncated, info = self.env.step(self.action_text(int(action)))
+        """Turn the discrete action into the model text the env expects, and step.
+
+        Raises:
+            InvalidActionType: ``action`` is not an integer (``float``, ``bool``, ``str``, ``None``, NaN
+                and arrays of more than one element are refused; NumPy integers and 0-d integer arrays,
+                as Stable-Baselines3 passes them, are accepted).
+            ConfigError: ``action`` is outside ``[0, action_space.n)``.
+        """
+        obs, reward, terminated, truncated, info = self.env.step(self.action_text(action))
         if truncated and self.turn_limit_terminates:
             terminated, truncated = True, False
         return self._convert(obs, info), reward, terminated, truncated, info
 
     def action_text(self, action: int) -> str:
-        """The text action that discrete ``action`` stands for."""
-        if not self.action_space.contains(action):
-            raise ConfigError(f"action must be in [0, {self.action_space.n}), got {action!r}")
+        """The text action that discrete ``action`` stands for (errors as in :meth:`step`)."""
+        action = _as_action(action)
+        if not 0 <= action < self.action_space.n:
+            raise ConfigError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
         cells = self.grid * self.grid
         if action >= cells:
             return format_answer(option_letters(self.max_options)[action - cells])
@@ -154,3 +163,15 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
             vector[zlib.crc32(word.encode()) % self.text_features] += 1.0
         peak = vector.max()
         return vector / peak if peak > 0 else vector
+
+
+def _as_action(action: Any) -> int:
+    """``action`` as a Python int: ints, NumPy integers and 0-d integer arrays; anything else is refused."""
+    if isinstance(action, np.ndarray) and action.ndim == 0 and np.issubdtype(action.dtype, np.integer):
+        action = action.item()
+    if not is_int(action):
+        raise InvalidActionType(
+            f"DiscreteZoomActions.step() expects an int action in [0, n), got {describe(action)}; "
+            "floats, bools and strings are refused (1.7 is not action 1)"
+        )
+    return int(action)

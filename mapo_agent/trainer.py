@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from mapo_agent import checkpoint as ckpt
-from mapo_agent.algorithms import Algorithm, make_algorithm
+from mapo_agent.algorithms import Algorithm, RunContext, make_algorithm
 from mapo_agent.config import Stage, TrainConfig
 from mapo_agent.evaluation import EvalReport, evaluate, summarize
 from mapo_agent.memory import pack_by_tokens, peak_rss_bytes
@@ -165,13 +165,14 @@ class Trainer:
 
         worker = self._worker(stage)
         t0 = time.perf_counter()
-        trajectories = self.collect(step)
+        trajectories, selection_metrics = self._collect_until_full(step, algorithm)
         rollout_seconds = time.perf_counter() - t0
         _check_finite("reward", [t.reward for t in trajectories], step)
         prepared = algorithm.prepare(trajectories)
         metrics: dict[str, float] = {
             **trajectory_metrics(trajectories),
             **prepared.metrics,
+            **selection_metrics,
             "train/stage": float(stage.name == "cold_start"),
             "train/lr": lr,
         }
@@ -194,28 +195,71 @@ class Trainer:
         metrics["train/tokens_per_s"] = tokens / max(metrics["time/update_s"], 1e-9)
         return self._reduce(metrics)
 
-    def collect(self, step: int) -> list[Trajectory]:
+    def collect(self, step: int, sampling_round: int = 0) -> list[Trajectory]:
         """The rollouts of global step ``step`` (this process's share), exactly as training draws them.
 
         Questions, reset seeds and the sampling seed are functions of ``(seed, step, rank)``, so calling
-        it again for the same step with the same weights gives the same batch.
+        it again for the same step with the same weights gives the same batch. ``sampling_round`` > 0
+        draws the further questions of a step whose algorithm refills dropped groups (DAPO's dynamic
+        sampling); their group ids follow those of the earlier rounds.
         """
         stage = self.config.stage_at(step)
         algorithm, worker = self._algorithm(stage), self._worker(stage)
         config = self.config
-        rng = np.random.default_rng([config.seed, step])
-        questions = rng.integers(worker.dataset_size, size=config.rollout.questions_per_step)
+        per_step = config.rollout.questions_per_step
+        rng = np.random.default_rng([config.seed, step] + ([sampling_round] if sampling_round else []))
+        questions = rng.integers(worker.dataset_size, size=per_step)
         mine = questions[self.rank :: self.world]
-        torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + self.rank)
+        torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + self.rank + sampling_round * 7_919)
         self.policy.eval()
         return worker.run(
             self.policy,
             mine.tolist(),
             config.rollout.group_size,
-            seed=config.seed * 10_000_019 + step * config.rollout.questions_per_step + self.rank * len(mine),
+            seed=config.seed * 10_000_019 + (step + sampling_round * 100_003) * per_step + self.rank * len(mine),
             actor=algorithm.rollout_source,
-            first_group_id=self.rank * len(mine),
+            first_group_id=sampling_round * per_step + self.rank * len(mine),
         )
+
+    def _collect_until_full(self, step: int, algorithm: Algorithm) -> tuple[list[Trajectory], dict[str, float]]:
+        """The step's rollouts; with dynamic sampling, more rounds until enough groups survive the filter.
+
+        An algorithm whose ``max_sampling_rounds`` is above 1 (DAPO's dynamic sampling) drops groups in
+        ``select_groups``; the trainer then draws further questions until this process holds its share
+        of ``rollout.questions_per_step`` kept groups or the rounds run out, and keeps the first
+        ``questions_per_step`` kept groups (DAPO, arXiv 2503.14476 §3.2: over-sample and filter).
+        """
+        trajectories = self.collect(step)
+        rounds = algorithm.max_sampling_rounds
+        if rounds <= 1:
+            return trajectories, {}
+        target = self.config.rollout.questions_per_step // self.world
+        offered = dropped = 0
+        kept: list[Trajectory] = []
+        for sampling_round in range(rounds):
+            if sampling_round:
+                trajectories = self.collect(step, sampling_round)
+            selection = algorithm.select_groups(trajectories)
+            offered, dropped = offered + selection.num_groups, dropped + selection.num_dropped_groups
+            kept.extend(selection)
+            if len({t.group_id for t in kept}) >= target:
+                break
+        keep_ids = list(dict.fromkeys(t.group_id for t in kept))[:target]
+        kept = [t for t in kept if t.group_id in set(keep_ids)]
+        if len(keep_ids) < target:
+            logger.warning(
+                "step %d: dynamic sampling kept %d of %d groups after %d rounds; training on those",
+                step,
+                len(keep_ids),
+                target,
+                sampling_round + 1,
+            )
+        return kept, {
+            "rollout/sampling_rounds": float(sampling_round + 1),
+            "rollout/groups_offered": float(offered),
+            "rollout/groups_dropped_total": float(dropped),
+            "rollout/groups_kept": float(len(keep_ids)),
+        }
 
     def _update(
         self, algorithm: Algorithm, trajectories: list[Trajectory], advantages: torch.Tensor, step: int
@@ -408,7 +452,10 @@ class Trainer:
     # ----------------------------------------------------------------------------------- internals
     def _algorithm(self, stage: Stage) -> Algorithm:
         if stage.name not in self.algorithms:
-            self.algorithms[stage.name] = make_algorithm(stage.algo, **stage.algo_kwargs)
+            algorithm = make_algorithm(stage.algo, **stage.algo_kwargs)
+            max_turns = int(getattr(self._worker(stage).envs_sample().unwrapped, "max_turns", 1))
+            algorithm.bind(RunContext(max_new_tokens=self.config.rollout.max_new_tokens, max_turns=max_turns))
+            self.algorithms[stage.name] = algorithm
         return self.algorithms[stage.name]
 
     def _worker(self, stage: Stage) -> RolloutWorker:

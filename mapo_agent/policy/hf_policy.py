@@ -36,7 +36,7 @@ from mapo_agent.policy.ops import (
     token_logprobs_and_entropy,
 )
 from mapo_agent.policy.processor import QwenVLProcessor, pad_sequences
-from mapo_agent.types import ForwardOutput, ImageTokens, TrainBatch, Trajectory
+from mapo_agent.types import ForwardOutput, ImageTokens, PatchMask, TrainBatch, Trajectory
 from mapo_env.errors import ConfigError, DependencyNotInstalled
 
 logger = logging.getLogger(__name__)
@@ -351,8 +351,7 @@ class HFPolicy:
         self,
         batch: TrainBatch,
         *,
-        image_patch_mask_ratio: float = 0.0,
-        mask_generator: torch.Generator | None = None,
+        patch_mask: PatchMask | None = None,
         output_hidden_states: bool = False,
         output_layer_hidden_states: bool = False,
         output_attentions: bool = False,
@@ -370,9 +369,9 @@ class HFPolicy:
         inputs = dict(batch.model_inputs)
         if "pixel_values" in inputs:
             pixel_values = inputs["pixel_values"]
-            if image_patch_mask_ratio > 0:
+            if patch_mask is not None:
                 pixel_values = mask_image_patches(
-                    pixel_values, inputs["image_grid_thw"], image_patch_mask_ratio, mask_generator
+                    pixel_values, inputs["image_grid_thw"], patch_mask, self._black_pixel()
                 )
             inputs["pixel_values"] = pixel_values.to(self.dtype)
         keep = _predicting_positions(batch.loss_mask) if loss_positions_only else None
@@ -438,6 +437,13 @@ class HFPolicy:
         return self.processor.encode_text(text)
 
     # ------------------------------------------------------------------------------------ internals
+    def _black_pixel(self) -> torch.Tensor:
+        """(C,) the value a black pixel (0) takes after the image processor's rescale and normalisation."""
+        image_processor = self.processor.image_processor
+        mean = torch.tensor(image_processor.image_mean, dtype=torch.float32)
+        std = torch.tensor(image_processor.image_std, dtype=torch.float32)
+        return -mean / std if getattr(image_processor, "do_normalize", True) else torch.zeros_like(mean)
+
     @contextlib.contextmanager
     def _eager_text_attention(self, enabled: bool) -> Iterator[None]:
         """Run the language model's attention with the eager kernel inside the block (when ``enabled``)."""

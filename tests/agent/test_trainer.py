@@ -15,6 +15,7 @@ import torch
 
 from mapo_agent.algorithms import ALGORITHMS
 from mapo_agent.config import EnvConfig, OptimConfig, RolloutConfig, TrainConfig
+from mapo_agent.memory import peak_rss_bytes
 from mapo_agent.metrics import read_metrics
 from mapo_agent.trainer import Trainer, TrainingDiverged
 
@@ -74,6 +75,10 @@ def test_run_writes_every_artifact(tmp_path):
     assert rows[0]["train/stage"] == 1.0 and rows[1]["train/stage"] == 0.0  # SFT, then RL
     assert rows[0]["rollout/accuracy"] == 1.0  # the SFT stage plays the oracle
     assert "eval/accuracy" in rows[-1] and summary["num_questions"] == 2
+    written = json.loads((run / "summary.json").read_text())  # the memory bound and what it held to
+    assert written["max_tokens_per_micro_batch"] == config.resolved().optim.max_tokens_per_micro_batch
+    assert written["max_tokens_per_generation"] == config.resolved().rollout.max_tokens_per_generation
+    assert 50 < written["peak_rss_mb"] <= peak_rss_bytes() / 2**20 + 1  # this process's peak so far, in MB
     saved = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
     assert saved == config.resolved()
 

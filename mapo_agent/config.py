@@ -139,6 +139,8 @@ class TrainConfig:
     """Run directory: config.json, metrics.jsonl, plots/, checkpoints/, final/."""
     resume: bool = False
     """Continue from the latest checkpoint in output_dir (exactly: weights, optimizer, step, data position)."""
+    overwrite: bool = False
+    """mapo-train: replace the run already in output_dir (its checkpoints, metrics, final model); default: refuse."""
     save_every: int = 100
     """Checkpoint every N steps (0 = only at the end)."""
     keep_checkpoints: int = 2

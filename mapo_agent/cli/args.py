@@ -105,9 +105,26 @@ def _add_fields(parser: argparse.ArgumentParser, cls: type, prefix: str, group_t
             )
 
 
+class OneLineErrorParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose usage errors are one line on stderr (exit code 2), not the whole usage.
+
+    The usage of a parser with one flag per config field runs to dozens of lines; the error would be
+    lost under it. ``--help`` still prints the full manual.
+    """
+
+    def error(self, message: str) -> typing.NoReturn:
+        """Print ``<prog>: error: <message> (see <prog> --help)`` on one line and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(message: object) -> str:
+    """``message`` as a single line: newlines and runs of whitespace become one space."""
+    return " ".join(str(message).split())
+
+
 def build_parser(cls: type, prog: str, description: str, epilog: str = "") -> argparse.ArgumentParser:
     """An argparse parser with one flag per (nested) field of dataclass ``cls``."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineErrorParser(
         prog=prog, description=description, epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     _add_fields(parser, cls, "", None)
@@ -129,11 +146,14 @@ def _build(cls: type, values: dict[str, Any], prefix: str, base: Any) -> Any:
         if given is None:
             kwargs[f.name] = current
         elif get_origin(tp) is dict or tp is dict:
+            flag = "--" + prefix + f.name.replace("_", "-")
             pairs = {}
             for item in given:
                 if "=" not in item:
-                    raise ConfigError(f"--{prefix}{f.name} expects KEY=VALUE pairs, got {item!r}")
+                    raise ConfigError(f"{flag} expects KEY=VALUE pairs, got {item!r}")
                 key, value = item.split("=", 1)
+                if not key.isidentifier():
+                    raise ConfigError(f"{flag}: {key!r} is not a keyword argument name (in {item!r})")
                 pairs[key] = _parse_value(value)
             kwargs[f.name] = {**current, **pairs}
         elif get_origin(tp) is tuple:

@@ -3,28 +3,55 @@
 from __future__ import annotations
 
 import logging
+import math
+import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from mapo_agent.cli import checks
 from mapo_agent.cli.args import parse_dataclass
-from mapo_env.errors import MapoError
+from mapo_agent.cli.checks import report_error
+from mapo_env.errors import ConfigError, MapoError
+
+if TYPE_CHECKING:
+    from mapo_agent.evaluation import EvalReport
+
+PROG = "mapo-eval"
 
 DESCRIPTION = """\
 Evaluate a model on a MAPO environment with the protocol of the thinking-with-images papers:
 every question is answered k times with its options reshuffled each time, and the report gives
 Avg@k with a 95% confidence interval (questions as the unit), a per-category table, alignment,
 tool use and target IoU. Writes <output-dir>/<stem>.json and <stem>.md.
+
+Which questions: the first --num-questions of the dataset (the test split of a procedural env),
+or another subset with --question-offset (a contiguous slice) or --sample-seed (drawn at random).
+What --seed changes: the reset seeds, i.e. the option order of environments that shuffle their
+options (MAPO-Tiles-v0 keeps a fixed order by default), and the sampling when --temperature > 0.
+It never changes which questions are asked: with greedy decoding on Tiles every seed gives the same
+result.
+
+Overwrite rule (the same for mapo-eval, mapo-viz and mapo-train): an existing report is never
+replaced silently; the command refuses to start unless --overwrite is given (or write to another
+--output-dir / --stem). Every argument, the model path and the output folder are checked before
+the model is loaded; errors are one line and exit code 2. If the evaluation stops early (an error,
+Ctrl-C), the finished episodes are still written, marked INCOMPLETE.
 """
 
 EPILOG = """\
 examples:
   mapo-eval --model runs/mapo-tiles/final                                   # held-out Tiles episodes
+  mapo-eval --model runs/mapo-tiles/final --sample-seed 1 --stem eval-s1     # another random held-out subset
   mapo-eval --model Qwen/Qwen2.5-VL-7B-Instruct --env MAPO-VStar-v0 --data-dir path/to/vstar_bench --k 8 \\
             --temperature 1.0 --max-new-tokens 1024
   mapo-eval --oracle --env MAPO-VStar-v0 --data-dir path/to/vstar_bench      # the upper bound
-  mapo-eval --model runs/mapo-tiles/final --env-kwargs zoom_enabled=false    # tool-disabled ablation
+  mapo-eval --model runs/mapo-tiles/final --env-kwargs zoom_enabled=false --stem eval-nozoom   # tool disabled
 """
+
+REPORT_SUFFIXES = (".json", ".md")
+"""The files one evaluation writes: ``<stem>.json`` and ``<stem>.md``."""
 
 
 @dataclass
@@ -42,50 +69,117 @@ class EvalConfig:
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra gym.make keyword arguments as KEY=VALUE (values read as JSON)."""
     num_questions: int = 200
-    """Questions to evaluate (the first N of the dataset; all of it if smaller)."""
+    """Questions to evaluate (>= 1; all of the dataset if it has fewer)."""
+    question_offset: int = 0
+    """Start at this question of the dataset (a contiguous held-out slice: questions offset .. offset+N-1)."""
+    sample_seed: int | None = None
+    """None = the questions in dataset order; an int = N distinct questions drawn at random with this seed."""
     k: int = 1
-    """Episodes per question (Avg@k); options are reshuffled for each."""
+    """Episodes per question (Avg@k, >= 1); each repeat has a new reset seed (options reshuffled where shuffled)."""
     temperature: float = 0.0
-    """0 = greedy decoding; > 0 samples at this temperature."""
+    """0 = greedy decoding; > 0 samples at this temperature (negative values are refused)."""
     max_new_tokens: int = 256
     """Token budget of one generated turn."""
     oracle: bool = False
     """Evaluate the environment's scripted expert (the upper bound) instead of a model."""
     seed: int = 0
-    """Seed of option shuffles and sampling."""
+    """Seed of the reset seeds (option order where options are shuffled) and of sampling; not of the questions."""
     output_dir: str = "eval"
     """Where the reports go."""
     stem: str = "eval"
-    """File name stem of the reports."""
+    """File name stem of the reports (letters, digits, '.', '_', '-')."""
+    overwrite: bool = False
+    """Replace <stem>.json / <stem>.md if they exist (default: refuse to start)."""
     cpu: bool = False
     """Force CPU."""
 
+    def __post_init__(self) -> None:
+        for name in ("num_questions", "k", "max_new_tokens"):
+            _check_int(name, getattr(self, name), minimum=1)
+        for name in ("seed", "question_offset"):
+            _check_int(name, getattr(self, name), minimum=0)
+        if self.sample_seed is not None:
+            _check_int("sample_seed", self.sample_seed, minimum=0)
+            if self.question_offset:
+                raise ConfigError("give --question-offset or --sample-seed, not both")
+        if isinstance(self.temperature, bool) or not isinstance(self.temperature, (int, float)):
+            raise ConfigError(f"--temperature must be a number >= 0, got {self.temperature!r}")
+        if not math.isfinite(self.temperature) or self.temperature < 0:
+            raise ConfigError(f"--temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
+        _check_stem(self.stem)
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    flag = "--" + name.replace("_", "-")
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"{flag} must be an integer >= {minimum}, got {value!r}")
+
+
+def _check_stem(stem: str) -> None:
+    if not isinstance(stem, str) or not re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}", stem):
+        raise ConfigError(
+            f"--stem must be a plain file name stem (letters, digits, '.', '_', '-'; no folder), got {stem!r}"
+        )
+
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the evaluation and print the Markdown report; returns the exit code."""
+    """Check the arguments, run the evaluation, write and print the report; returns the exit code."""
     logging.basicConfig(level=logging.WARNING)
     try:
-        config = parse_dataclass(EvalConfig, argv, "mapo-eval", DESCRIPTION, EPILOG)
-        report = run(config)
+        config = parse_dataclass(EvalConfig, argv, PROG, DESCRIPTION, EPILOG)
+        questions, env_kwargs = preflight(config)
+        from mapo_agent.evaluation import EvaluationInterrupted
+
+        try:
+            report = run(config, questions, env_kwargs)
+        except EvaluationInterrupted as stopped:
+            code = 130 if isinstance(stopped.cause, KeyboardInterrupt) else 1
+            report_error(PROG, stopped)
+            return _write(config, stopped.report, error_code=code)
     except MapoError as error:
-        print(f"mapo-eval: error: {error}", file=sys.stderr)
-        return 2
-    json_path, md_path = report.save(config.output_dir, config.stem)
-    print(report.markdown())
-    print(f"reports: {json_path} {md_path}")
-    return 0
+        return report_error(PROG, error)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted before any episode finished; nothing written", file=sys.stderr)
+        return 130
+    return _write(config, report)
 
 
-def run(config: EvalConfig):
-    """Build the policy and the environment settings from ``config`` and evaluate."""
-    from mapo_agent.evaluation import evaluate
-    from mapo_agent.policy import HFPolicy
+def preflight(config: EvalConfig) -> tuple[list[int], dict[str, Any]]:
+    """Every check that needs no model: env id and kwargs, data, questions, model path, output folder.
 
+    Returns the questions to evaluate and the ``gym.make`` kwargs. Raises a :class:`MapoError`.
+    """
     env_kwargs = dict(config.env_kwargs)
     if config.data_dir is not None:
         env_kwargs["data_dir"] = config.data_dir
     else:
         env_kwargs.setdefault("split", config.split)
+    size = checks.check_env(config.env, env_kwargs)
+    if config.question_offset >= size:
+        raise ConfigError(
+            f"--question-offset {config.question_offset} is past the last of {config.env}'s {size} questions"
+        )
+    checks.check_model(config.model)
+    checks.check_output_dir(config.output_dir)
+    if not config.overwrite:
+        checks.refuse_overwrite(
+            config.output_dir, [config.stem + s for s in REPORT_SUFFIXES], " (or pass another --stem)"
+        )
+    from mapo_agent.evaluation import select_questions  # imports torch: after the cheap checks
+
+    questions = select_questions(
+        size, config.num_questions, offset=config.question_offset, sample_seed=config.sample_seed
+    )
+    return questions, env_kwargs
+
+
+def run(config: EvalConfig, questions: list[int] | None = None, env_kwargs: dict[str, Any] | None = None):
+    """Build the policy and evaluate ``questions`` (default: :func:`preflight`'s) as ``config`` says."""
+    from mapo_agent.evaluation import evaluate
+    from mapo_agent.policy import HFPolicy
+
+    if questions is None or env_kwargs is None:
+        questions, env_kwargs = preflight(config)
     policy = HFPolicy.from_pretrained(
         config.model,
         device="cpu" if config.cpu else None,
@@ -97,14 +191,44 @@ def run(config: EvalConfig):
         policy,
         config.env,
         env_kwargs,
-        num_questions=config.num_questions,
+        questions=questions,
         k=config.k,
         actor="oracle" if config.oracle else "policy",
         generate_kwargs=generate,
         seed=config.seed,
+        keep_partial=True,
     )
-    report.settings["model"] = "oracle" if config.oracle else (config.model or "bundled tiny agent")
+    _describe(report, config, questions)
     return report
+
+
+def _describe(report: EvalReport, config: EvalConfig, questions: list[int]) -> None:
+    report.settings["model"] = "oracle" if config.oracle else (config.model or "bundled tiny agent")
+    report.settings["questions"] = (
+        f"{len(questions)} drawn with sample seed {config.sample_seed}"
+        if config.sample_seed is not None
+        else f"{questions[0]}..{questions[-1]}"
+    )
+
+
+def _write(config: EvalConfig, report: EvalReport, error_code: int = 0) -> int:
+    """Save the report (elsewhere if the output folder fails now) and print it; returns the exit code."""
+    if "model" not in report.settings:
+        report.settings["model"] = "oracle" if config.oracle else (config.model or "bundled tiny agent")
+    try:
+        json_path, md_path = report.save(config.output_dir, config.stem)
+    except OSError as error:
+        fallback = tempfile.mkdtemp(prefix="mapo-eval-")
+        json_path, md_path = report.save(fallback, config.stem)
+        print(
+            f"{PROG}: error: could not write to {config.output_dir!r} ({error.strerror or error}); "
+            f"the report was saved to {fallback} instead",
+            file=sys.stderr,
+        )
+        error_code = error_code or 1
+    print(report.markdown())
+    print(f"reports: {json_path} {md_path}")
+    return error_code
 
 
 if __name__ == "__main__":

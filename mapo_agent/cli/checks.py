@@ -94,6 +94,12 @@ def check_env(env_id: str, env_kwargs: dict[str, Any], flag: str = "--env-kwargs
             f"unknown environment id {env_id!r}; the MAPO ids are {', '.join(mapo_env.ENV_IDS)}."
             + close_matches_hint(env_id, list(gym.registry))
         )
+    entry = gym.spec(env_id).entry_point
+    target = gym.envs.registration.load_env_creator(entry) if isinstance(entry, str) else entry
+    if inspect.isclass(target) and not issubclass(target, mapo_env.ThinkWithImagesEnv):
+        raise ConfigError(
+            f"{env_id} is not a thinking-with-images environment; use one of {', '.join(mapo_env.ENV_IDS)}"
+        )
     accepted, open_ended = env_parameters(env_id)
     if not open_ended:
         for key in env_kwargs:

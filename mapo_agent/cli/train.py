@@ -66,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
         config = parse_dataclass(TrainConfig, argv, PROG, DESCRIPTION, EPILOG)
+    except SystemExit as stop:  # --help (0) or a usage error (2), already printed on one line
+        return stop.code if isinstance(stop.code, int) else 2
+    except MapoError as error:
+        return report_error(PROG, error)
+    try:
         preflight(config)
         from mapo_agent.trainer import Trainer
 

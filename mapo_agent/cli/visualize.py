@@ -97,6 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING)
     try:
         config = parse_dataclass(VizConfig, argv, PROG, DESCRIPTION, EPILOG)
+    except SystemExit as stop:  # --help (0) or a usage error (2), already printed on one line
+        return stop.code if isinstance(stop.code, int) else 2
+    except MapoError as error:
+        return report_error(PROG, error)
+    try:
         paths = run(config)
     except MapoError as error:
         return report_error(PROG, error)

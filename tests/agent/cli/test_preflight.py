@@ -1,0 +1,233 @@
+"""Every bad argument of mapo-train / mapo-eval / mapo-viz is refused before a model loads: one line, exit code 2.
+
+The classes of the hardening issue: unknown env id, unknown or refused env kwargs, a missing or
+wrong model path, an output folder that is a file, lies under a file or is not writable, and eval
+settings out of range. Each is tried on every CLI that takes it, with generated inputs where the
+space is large.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from mapo_agent.cli import checks, evaluate, train, visualize
+from mapo_agent.cli.evaluate import EvalConfig
+from mapo_agent.cli.visualize import VizConfig
+from mapo_env import ENV_IDS
+from mapo_env.errors import ConfigError, UnknownNameError
+
+MAINS = {"mapo-train": train.main, "mapo-eval": evaluate.main, "mapo-viz": visualize.main}
+ENV_FLAG = {"mapo-train": "--env.id", "mapo-eval": "--env", "mapo-viz": "--env"}
+KWARGS_FLAG = {"mapo-train": "--env.kwargs", "mapo-eval": "--env-kwargs", "mapo-viz": "--env-kwargs"}
+MODEL_FLAG = {"mapo-train": "--model.name-or-path", "mapo-eval": "--model", "mapo-viz": "--model"}
+FAST = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+
+
+def refused(prog: str, argv: list[str], capsys, output_dir: Path) -> str:
+    """Run the CLI in-process; assert a clean refusal before any model load; return the error line."""
+    code = MAINS[prog]([*argv, "--output-dir", str(output_dir)] if "--output-dir" not in argv else argv)
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2, captured.err
+    assert len(lines) == 1 and lines[0].startswith(f"{prog}: error: "), captured.err
+    assert "Traceback" not in captured.err and "Loading weights" not in captured.err
+    assert not output_dir.exists() or output_dir.is_file()  # nothing was written
+    return lines[0]
+
+
+# ------------------------------------------------------------------------------------------- env ids
+@pytest.mark.parametrize("prog", MAINS)
+@pytest.mark.parametrize("env_id", ["MAPO-Tils-v0", "MAPO-Tiles-v1", "CartPole-v1", "", "mapo-tiles-v0"])
+def test_unknown_or_foreign_env_id(prog, env_id, capsys, tmp_path):
+    line = refused(prog, [ENV_FLAG[prog], env_id], capsys, tmp_path / "out")
+    assert "MAPO-Tiles-v0" in line  # the message lists the ids to use
+
+
+# ------------------------------------------------------------------------------------------ env kwargs
+@pytest.mark.parametrize("prog", MAINS)
+@pytest.mark.parametrize(
+    "pair", ["zom_enabled=false", "max_turn=3", "alignment=nonsense", "max_turns=0", "split=tst", "=3", "novalue"]
+)
+def test_bad_env_kwargs(prog, pair, capsys, tmp_path):
+    line = refused(prog, [KWARGS_FLAG[prog], pair], capsys, tmp_path / "out")
+    key = pair.split("=")[0]
+    if key in ("zom_enabled", "max_turn"):
+        assert repr(key) in line and "Did you mean" in line
+
+
+identifiers = st.text(string.ascii_lowercase + "_", min_size=1, max_size=20).filter(str.isidentifier)
+
+
+@FAST
+@given(env_id=st.sampled_from(ENV_IDS), key=identifiers)
+def test_any_unknown_env_kwarg_is_named(env_id, key):
+    accepted, open_ended = checks.env_parameters(env_id)
+    assert not open_ended and "zoom_enabled" in accepted and "split" in accepted
+    if key in accepted:
+        return
+    with pytest.raises(ConfigError, match=repr(key)):
+        checks.check_env(env_id, {key: 1})
+
+
+def test_env_check_returns_the_dataset_size_and_refuses_missing_data(tmp_path):
+    assert checks.check_env("MAPO-Tiles-v0", {"split": "test", "num_samples": 12}) == 12
+    with pytest.raises(UnknownNameError):
+        checks.check_env("MAPO-Nope-v0", {})
+    from mapo_env.errors import DatasetError
+
+    with pytest.raises(DatasetError):
+        checks.check_env("MAPO-VStar-v0", {"data_dir": str(tmp_path / "missing")})
+
+
+# ---------------------------------------------------------------------------------------------- models
+@pytest.mark.parametrize("prog", MAINS)
+def test_missing_model_folder(prog, capsys, tmp_path):
+    line = refused(prog, [MODEL_FLAG[prog], str(tmp_path / "runs" / "x" / "final")], capsys, tmp_path / "out")
+    assert "no such folder" in line
+
+
+def test_model_that_is_a_file_or_a_folder_without_config(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"0")
+    with pytest.raises(ConfigError, match="is a file"):
+        checks.check_model(str(tmp_path / "weights.bin"))
+    run = tmp_path / "run"
+    (run / "final").mkdir(parents=True)
+    (run / "final" / "config.json").write_text("{}")
+    with pytest.raises(ConfigError, match="its model is"):  # a run folder instead of its final/
+        checks.check_model(str(run))
+    checks.check_model(str(run / "final"))
+    checks.check_model(None)  # the bundled agent
+
+
+@FAST
+@given(parts=st.lists(st.text(string.ascii_letters + string.digits + "-_", min_size=1, max_size=8), min_size=3,
+                      max_size=5))  # fmt: skip
+def test_deep_missing_paths_are_never_taken_for_hub_ids(parts):
+    with pytest.raises(ConfigError, match="no such folder"):
+        checks.check_model("/".join(["no-such-root-folder", *parts]))
+
+
+def test_hub_ids_pass_online_and_need_the_cache_offline(monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    checks.check_model("Qwen/Qwen2.5-VL-3B-Instruct")  # downloaded when the model loads
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ConfigError, match="HF_HUB_OFFLINE"):
+        checks.check_model("no-such-org-mapo/no-such-model")
+
+
+# --------------------------------------------------------------------------------------- output folders
+def read_only_folder(tmp_path: Path) -> Path:
+    """A folder this process cannot write to (chmod; as root, which ignores modes, a sysfs folder)."""
+    if os.geteuid() != 0:
+        folder = tmp_path / "ro"
+        folder.mkdir()
+        folder.chmod(0o555)
+        return folder
+    sysfs = Path("/sys/fs")
+    if not sysfs.is_dir():
+        pytest.skip("running as root and no read-only sysfs to write to")
+    return sysfs
+
+
+@pytest.mark.parametrize("prog", MAINS)
+@pytest.mark.parametrize("kind", ["file", "under_file", "read_only"])
+def test_bad_output_folder(prog, kind, capsys, tmp_path):
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    target = {
+        "file": afile,
+        "under_file": afile / "sub" / "out",
+        "read_only": read_only_folder(tmp_path) / "mapo-out",
+    }[kind]
+    line = refused(prog, ["--output-dir", str(target)], capsys, target)
+    assert {"file": "is a file", "under_file": "which is a file", "read_only": "not writable"}[kind] in line
+
+
+def test_viz_run_folder_must_be_a_run(capsys, tmp_path):
+    assert visualize.main(["--run", str(tmp_path)]) == 2
+    assert "no metrics.jsonl" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ eval settings
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--num-questions", "0"],
+        ["--num-questions", "-1"],
+        ["--k", "0"],
+        ["--k", "-3"],
+        ["--temperature", "-1"],
+        ["--temperature", "nan"],
+        ["--temperature", "inf"],
+        ["--max-new-tokens", "0"],
+        ["--seed", "-1"],
+        ["--question-offset", "-1"],
+        ["--question-offset", "1000000"],  # past the end of the test split
+        ["--sample-seed", "-2"],
+        ["--question-offset", "3", "--sample-seed", "1"],
+        ["--stem", "../x"],
+        ["--stem", ""],
+        ["--k", "two"],
+        ["--no-such-flag"],
+    ],
+)
+def test_bad_eval_settings(argv, capsys, tmp_path):
+    refused("mapo-eval", argv, capsys, tmp_path / "out")
+
+
+@FAST
+@given(
+    num_questions=st.integers(max_value=0),
+    k=st.integers(max_value=0),
+    temperature=st.one_of(st.floats(max_value=-1e-9), st.just(float("nan")), st.just(float("inf"))),
+)
+def test_eval_settings_out_of_range_are_each_refused(num_questions, k, temperature):
+    for bad in ({"num_questions": num_questions}, {"k": k}, {"temperature": temperature}):
+        with pytest.raises(ConfigError):
+            EvalConfig(**bad)
+    for bad in ({"episodes": num_questions}, {"temperature": temperature}):
+        with pytest.raises(ConfigError):
+            VizConfig(**bad)
+
+
+@pytest.mark.parametrize(
+    "argv", [["--episodes", "0"], ["--seed", "-1"], ["--temperature", "-0.5"], ["--format", "gif"]]
+)
+def test_bad_viz_settings(argv, capsys, tmp_path):
+    refused("mapo-viz", argv, capsys, tmp_path / "out")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--algo-kwargs", "no_such_field=1"],
+        ["--sft-kwargs", "no_such_field=1"],
+        ["--env.eval-kwargs", "split=tst"],
+        ["--env.sft-kwargs", "max_turns=0"],
+        ["--resume", "--overwrite"],
+        ["--rollout.group-size", "0"],
+    ],
+)
+def test_bad_train_settings(argv, capsys, tmp_path):
+    refused("mapo-train", argv, capsys, tmp_path / "out")
+
+
+def test_a_refusal_is_one_line_from_the_console_entry_point(tmp_path):
+    """End to end in a fresh interpreter: exit code 2, one stderr line, no traceback, nothing on stdout."""
+    result = subprocess.run(
+        [sys.executable, "-m", "mapo_agent.cli.evaluate", "--env-kwargs", "zom=1", "--output-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("mapo-eval: error: --env-kwargs")

@@ -139,6 +139,8 @@ class ToolError(str, Enum):
     """The turn is longer than the environment's ``max_action_chars`` (the episode is truncated)."""
     TOOL_BUDGET_EXCEEDED = "tool_budget_exceeded"
     """A :class:`mapo_env.wrappers.ToolBudget` refused the call."""
+    ALIGNMENT_ERROR = "alignment_error"
+    """The alignment scorer failed on this turn's description; the turn was undone (not counted, no crop added)."""
 
 
 FAILED_CALL_ERRORS: frozenset[str] = frozenset(

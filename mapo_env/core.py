@@ -7,8 +7,9 @@ and defaults; this class is the contract (observation, action, reward, info) doc
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 import cv2
@@ -18,9 +19,17 @@ from gymnasium import spaces
 
 from mapo_env.actions import ParsedAction, ToolError, ZoomCall, parse_action
 from mapo_env.alignment.base import AlignmentRequest, AlignmentScorer
+from mapo_env.alignment.common import checked_scores
 from mapo_env.answers import grade_answer, option_letters
-from mapo_env.data.base import VQADataset
-from mapo_env.errors import ConfigError, CorruptSampleError, InvalidActionType, ResetNeeded, close_matches_hint
+from mapo_env.data.base import ProceduralDataset, VQADataset
+from mapo_env.errors import (
+    AlignmentError,
+    ConfigError,
+    CorruptSampleError,
+    InvalidActionType,
+    ResetNeeded,
+    close_matches_hint,
+)
 from mapo_env.geometry import (
     COORDINATE_FRAMES,
     CoordinateFrame,
@@ -42,6 +51,10 @@ DescriptionMode = Literal["label", "post"]
 MAX_TOOL_MESSAGE_CHARS = 600
 """Longest error message a tool reply carries; longer ones (which could echo model text) are cut."""
 AlignmentSpec = str | AlignmentScorer | Callable[[AlignmentRequest], float] | None
+MAX_ALIGNMENT_FAILURES = 3
+"""Consecutive scorer failures in one episode after which ``step`` raises :class:`AlignmentError`."""
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,6 +78,37 @@ class _Episode:
     fresh_images: set[int] = field(default_factory=set)
     well_formed: bool = True
     done: bool = False
+    alignment_failures: int = 0
+
+
+_NOT_UNDONE = frozenset({"alignment_failures"})
+
+
+def _snapshot(ep: _Episode) -> dict[str, Any]:
+    """What a turn may change in ``ep`` (lists only grow: their lengths), to undo the turn."""
+    out: dict[str, Any] = {}
+    for f in fields(ep):
+        value = getattr(ep, f.name)
+        if f.name not in _NOT_UNDONE:
+            out[f.name] = len(value) if isinstance(value, list) else set(value) if isinstance(value, set) else value
+    return out
+
+
+def _restore(ep: _Episode, snapshot: dict[str, Any]) -> None:
+    """Put ``ep`` back as it was when ``snapshot`` was taken."""
+    for name, value in snapshot.items():
+        current = getattr(ep, name)
+        if isinstance(current, list):
+            del current[value:]
+        elif isinstance(current, set):
+            current.clear()
+            current.update(value)
+        else:
+            setattr(ep, name, value)
+
+
+class _ScorerFailed(Exception):
+    """Internal: the alignment scorer raised or returned no score (the cause is chained)."""
 
 
 class ThinkWithImagesEnv(gym.Env[dict, str]):
@@ -142,12 +186,33 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     ``"distinguishing_words"`` or ``"none"``; see :mod:`mapo_env.answers`), ``crop_box`` (latest crop,
     original pixels), ``turn``, ``sample_id``, ``sample_index``, ``category``, ``reward_terms`` (at the end).
 
+    ## Alignment
+
+    ``alignment="auto"`` (the default) scores each description against the crop's pixels with a CLIP,
+    as MAPO (arXiv 2604.06777) does: ``"clip:tiny"`` (the bundled offline tiny CLIP, trained on these
+    scenes) on a :class:`~mapo_env.data.base.ProceduralDataset`, ``"clip"`` (a real CLIP:
+    ``$MAPO_CLIP_MODEL``, else ``openai/clip-vit-base-patch32``) on any other dataset.
+    ``"annotation"`` and ``"lexical"`` are privileged oracles that read the ground-truth boxes instead
+    of the crop (for ablations). The scorer is built and checked at construction: an unknown spec, a
+    CLIP whose weights are neither local nor reachable, or an oracle (``needs_annotations``) on a
+    dataset without object boxes raises a named error (:class:`~mapo_env.errors.ConfigError`,
+    :class:`~mapo_env.errors.UnknownNameError`, :class:`~mapo_env.errors.DependencyNotInstalled`).
+
+    A scorer that raises during ``step`` (or returns no real number; see
+    :func:`mapo_env.alignment.checked_scores`) leaves the episode exactly as it was before the step:
+    the turn is not counted, no crop is added, the observation is unchanged, and ``info["tool_error"]``
+    is ``"alignment_error"`` with the reason in ``info["tool_message"]`` (reward 0, not terminated).
+    After :data:`MAX_ALIGNMENT_FAILURES` such failures in a row in one episode, ``step`` raises
+    :class:`~mapo_env.errors.AlignmentError` instead (the episode still untouched), so that a rollout
+    loop cannot spin forever on a broken scorer. A NaN score counts 0 (logged); scores outside
+    ``[0, 1]`` are clipped.
+
     ## Arguments
 
     ``dataset`` (a :class:`~mapo_env.data.base.VQADataset`), ``render_mode`` (``"ansi"`` or
     ``"rgb_array"``), ``coords``, ``description_mode`` (``"label"`` | ``"post"``), ``alignment``
-    (``"annotation"`` | ``"lexical"`` | ``"clip"`` | ``"clip:<model>"`` | a scorer | a callable |
-    None), ``max_turns`` (6), ``max_action_chars`` (8192), ``max_label_words`` (16),
+    (``"auto"`` | ``"clip"`` | ``"clip:<model>"`` | ``"annotation"`` | ``"lexical"`` | a scorer | a
+    callable | None: see Alignment), ``max_turns`` (6), ``max_action_chars`` (8192), ``max_label_words`` (16),
     ``max_pixels`` / ``min_pixels`` (full view), ``crop_max_pixels`` / ``crop_min_pixels``,
     ``patch_size`` (28: sides are multiples of it), ``min_crop_px`` (28), ``max_aspect_ratio`` (30),
     ``shuffle_options`` (True), ``zoom_enabled`` (True; False returns the full view again: the
@@ -164,7 +229,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         render_mode: str | None = None,
         coords: CoordinateFrame = "pixel",
         description_mode: DescriptionMode = "label",
-        alignment: AlignmentSpec = "annotation",
+        alignment: AlignmentSpec = "auto",
         max_turns: int = 6,
         max_action_chars: int = 8192,
         max_label_words: int = 16,
@@ -240,7 +305,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             else system_prompt
         )
         self._alignment_spec = alignment
-        self._scorer: AlignmentScorer | None = None
+        self._scorer: AlignmentScorer | None = _build_scorer(alignment, dataset)
         self._episode: _Episode | None = None
         self._view_cache: tuple[tuple[str, int], np.ndarray] | None = None
 
@@ -256,11 +321,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     # ------------------------------------------------------------------ public API
     @property
     def scorer(self) -> AlignmentScorer | None:
-        """The alignment scorer, built on first use (heavy models load lazily)."""
-        if self._scorer is None and self._alignment_spec is not None:
-            from mapo_env.alignment import make_scorer
-
-            self._scorer = make_scorer(self._alignment_spec)
+        """The alignment scorer (built and checked at construction; its model loads at the first score)."""
         return self._scorer
 
     @property
@@ -332,6 +393,37 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
 
     def step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
         """Carry out one model turn; see the class docstring for the contract."""
+        return self._undoable(self._step, action)
+
+    def _undoable(self, turn: Callable[..., tuple], *args: Any, **kwargs: Any) -> tuple:
+        """Run ``turn``; if the alignment scorer fails inside it, undo the turn (see Alignment)."""
+        ep = self._require_episode(for_step=True)
+        snapshot = _snapshot(ep)
+        try:
+            result = turn(*args, **kwargs)
+        except _ScorerFailed as failure:
+            _restore(ep, snapshot)
+            return self._alignment_failed(ep, failure.__cause__)
+        ep.alignment_failures = 0
+        return result
+
+    def _alignment_failed(self, ep: _Episode, cause: BaseException | None) -> tuple[dict, float, bool, bool, dict]:
+        ep.alignment_failures += 1
+        name = getattr(self._scorer, "name", type(self._scorer).__name__)
+        reason = f"{type(cause).__name__}: {cause}" if cause is not None else "unknown"
+        if ep.alignment_failures >= MAX_ALIGNMENT_FAILURES:
+            raise AlignmentError(
+                f"the alignment scorer {name!r} failed {ep.alignment_failures} times in a row in this episode "
+                f"(last: {reason}); fix the scorer, or pass alignment=None to run without one"
+            ) from cause
+        logger.warning("alignment scorer %r failed; the turn was undone: %s", name, reason)
+        info = self._info(tool_error=ToolError.ALIGNMENT_ERROR)
+        info["tool_message"] = cap_message(
+            f"Error: the alignment scorer {name!r} failed on this turn ({reason}); the turn was not applied."
+        )
+        return self._observation(), 0.0, False, False, info
+
+    def _step(self, action: str) -> tuple[dict, float, bool, bool, dict]:
         ep = self._begin_turn(action)
         if len(action) > self.max_action_chars:
             message = f"Error: your turn has {len(action)} characters; the limit is {self.max_action_chars}."
@@ -360,8 +452,13 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         """Record ``action`` as a turn that was refused with tool error ``code`` (for wrappers).
 
         The turn counts, the model gets ``message`` as the tool reply, and with ``truncate`` the
-        episode ends (truncated).
+        episode ends (truncated). A failing alignment scorer undoes it as in :meth:`step`.
         """
+        return self._undoable(self._reject_turn, action, code, message, truncate)
+
+    def _reject_turn(
+        self, action: str, code: ToolError, message: str, truncate: bool
+    ) -> tuple[dict, float, bool, bool, dict]:
         ep = self._begin_turn(action)
         alignment = self._score_pending_description(ep, parse_action(action[: self.max_action_chars]))
         return self._finish_turn(ep, alignment=alignment, error=(code, message), force_truncate=truncate)
@@ -496,11 +593,19 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         return tuple(sorted(((o, v) for o, v in visible if v > 0), key=lambda ov: -ov[1]))
 
     def _score(self, ep: _Episode, text: str, image_index: int) -> float | None:
-        if self.scorer is None:
+        """Score ``text`` against image ``image_index``; a failing scorer raises :class:`_ScorerFailed`."""
+        scorer = self._scorer
+        if scorer is None:
             return None
-        box = ep.frames[image_index].region
-        request = AlignmentRequest(text, ep.images[image_index], box, self.objects_in(image_index), ep.sample.question)
-        score = float(self.scorer.score_batch([request])[0]) if text else 0.0
+        score = 0.0
+        if text:
+            region, objects = ep.frames[image_index].region, self.objects_in(image_index)
+            request = AlignmentRequest(text, ep.images[image_index], region, objects, ep.sample.question)
+            name = str(getattr(scorer, "name", type(scorer).__name__))
+            try:
+                score = checked_scores(scorer.score_batch([request]), 1, name)[0]
+            except Exception as err:  # any failure of the scorer (a user's callable included) undoes the turn
+                raise _ScorerFailed() from err
         ep.alignment_scores.append(score)
         return score
 
@@ -626,6 +731,45 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             "option_letters": list(option_letters(len(ep.options))),
             "reward_terms": dict(reward_terms) if reward_terms else None,
         }
+
+
+def _build_scorer(spec: Any, dataset: VQADataset) -> AlignmentScorer | None:
+    """The scorer for ``alignment=spec`` on ``dataset``, checked now (see the class docstring's Alignment).
+
+    Raises:
+        UnknownNameError: ``spec`` names no scorer.
+        ConfigError: ``spec`` is malformed, its model cannot be loaded, or it reads ground-truth boxes
+            (``needs_annotations``) and ``dataset`` has none.
+        DependencyNotInstalled: the scorer's package is missing.
+    """
+    from mapo_env.alignment import make_scorer
+
+    if spec is None:
+        return None
+    if isinstance(spec, str) and spec.strip().lower() == "auto":
+        spec = "clip:tiny" if isinstance(dataset, ProceduralDataset) else "clip"
+    scorer = make_scorer(spec)
+    check = getattr(scorer, "check_available", None)
+    if callable(check):
+        check()
+    if getattr(scorer, "needs_annotations", False) and not _has_object_boxes(dataset):
+        name = getattr(dataset, "name", type(dataset).__name__)
+        raise ConfigError(
+            f"alignment={spec!r} reads the ground-truth object boxes of each crop (a privileged oracle, "
+            f"needs_annotations=True), and dataset {name!r} has none (HR-Bench and MME-RealWorld give no "
+            "boxes), so every score would be 0. Use a scorer that looks at the crop: alignment='clip' (a real "
+            "CLIP: set MAPO_CLIP_MODEL to a saved CLIP folder or a cached hub id), alignment='clip:<model>', "
+            "or alignment=None"
+        )
+    return scorer
+
+
+def _has_object_boxes(dataset: VQADataset) -> bool:
+    """The dataset's ``has_object_boxes`` flag; without one, whether its first sample has annotated objects."""
+    flag = getattr(dataset, "has_object_boxes", None)
+    if isinstance(flag, bool):
+        return flag
+    return bool(dataset[0].objects)
 
 
 def _check_image(sample: VQASample, image: Any) -> np.ndarray:

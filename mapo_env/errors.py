@@ -37,6 +37,14 @@ class DependencyNotInstalled(MapoError, ImportError):
     """An optional dependency is missing; the message gives the ``pip install`` line."""
 
 
+class AlignmentError(MapoError):
+    """An alignment scorer failed or returned something that is not one score per request.
+
+    Inside ``env.step`` such a failure is not raised: the step is undone and reported as the tool error
+    ``alignment_error`` (see :class:`mapo_env.core.ThinkWithImagesEnv`); it is raised when it persists.
+    """
+
+
 class DatasetError(MapoError):
     """Base class of the data errors; ``path`` is the offending file or folder when known."""
 

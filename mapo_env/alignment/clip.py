@@ -4,14 +4,22 @@ Crop and description are embedded with a CLIP model loaded through sentence-tran
 ``Transformer`` module handles a saved transformers ``CLIPModel`` + processor folder, or a hub id).
 No annotation is needed, so this scorer works on any dataset.
 
+MAPO (arXiv 2604.06777) scores the model's description of each tool-returned crop against the crop
+itself with such an image-text verifier; this is the scorer that does it (``needs_annotations`` is
+False). The procedural environments default to ``"clip:tiny"``, the benchmark environments on real
+data to ``"clip"``.
+
 Model: argument ``model=``, else the environment variable ``MAPO_CLIP_MODEL``, else
 ``"openai/clip-vit-base-patch32"`` (used when it is in your Hugging Face cache or downloadable).
-The name ``"tiny"`` means the small CLIP trained on synthetic tiles and shapes that ships with this
-package (:func:`~mapo_env.alignment.tiny_clip.tiny_clip_path`; offline, for tests and CPU demos).
+The name ``"tiny"`` means the small CLIP that ships with this package, trained on crops of the
+procedural environments' own scenes (:mod:`mapo_env.alignment.tiny_clip`; offline; it knows only
+their vocabulary). :meth:`ClipScorer.check_available` (run by the environments at construction)
+refuses a model that is neither a local folder, nor in the Hugging Face cache, nor served by the hub,
+with a message naming the fixes.
 
-Normalisation of the cosine ``c`` into ``[0, 1]`` (ALGORITHMS.md §1.4; ``normalization=``):
+Normalisation of the cosine ``c`` into ``[0, 1]`` (``normalization=``):
 
-- ``"clipscore"`` (default): ``min(max(w · c, 0), 1)``, CLIPScore (Hessel et al. 2021) with
+- ``"clipscore"`` (default): ``min(max(w · c, 0), 1)``, CLIPScore (Hessel et al. 2021, arXiv 2104.08718, §3) with
   ``w = 2.5`` (real CLIPs give ``c`` in about 0.1-0.35, so 0.4 and above saturate at 1). A model
   folder may carry its own ``w`` in ``mapo_alignment.json`` (``{"clipscore_weight": ...}``; the
   bundled tiny CLIP does, calibrated so that its matching pairs do not saturate). Chosen as default
@@ -42,8 +50,9 @@ import numpy as np
 
 from mapo_env.alignment.base import AlignmentRequest
 from mapo_env.alignment.common import BaseScorer, LRUCache, ScoringItem, as_rgb_uint8, check_requests
-from mapo_env.alignment.loading import encode_texts_cached, load_sentence_transformer
+from mapo_env.alignment.loading import check_model_available, encode_texts_cached, load_sentence_transformer
 from mapo_env.alignment.text import clean_text
+from mapo_env.alignment.tiny_clip import tiny_clip_path
 from mapo_env.errors import ConfigError, close_matches_hint
 
 DEFAULT_CLIP_MODEL = "openai/clip-vit-base-patch32"
@@ -53,6 +62,13 @@ CALIBRATION_FILE = "mapo_alignment.json"
 DEFAULT_CLIPSCORE_WEIGHT = 2.5
 NORMALIZATIONS = ("clipscore", "affine", "raw", "contrastive")
 DEFAULT_NEGATIVES = ("an object", "a thing", "a photo", "a part of an image", "something", "a region")
+CLIP_FIX = (
+    f"set {CLIP_MODEL_ENV}=/path/to/a/clip (a folder saved with save_pretrained) or to a hub id in your Hugging "
+    f"Face cache (e.g. download it first: huggingface-cli download {DEFAULT_CLIP_MODEL}), pass "
+    "alignment='clip:<folder or cached hub id>', or use alignment='clip:tiny' (the bundled offline tiny CLIP, "
+    "made for the procedural scenes only)"
+)
+"""How to fix a CLIP model that cannot be loaded (the end of the error message)."""
 
 
 def resolve_clip_model(model: str | Path | None = None) -> str:
@@ -62,10 +78,15 @@ def resolve_clip_model(model: str | Path | None = None) -> str:
     """
     name = str(model) if model is not None else os.environ.get(CLIP_MODEL_ENV) or DEFAULT_CLIP_MODEL
     if name == TINY_CLIP_ALIAS:
-        from mapo_env.alignment.tiny_clip import tiny_clip_path
-
         return str(tiny_clip_path())
     return name
+
+
+def _model_source(model: str | Path | None) -> str:
+    """Where the model name came from, for error messages."""
+    if model is not None:
+        return "given"
+    return f"from ${CLIP_MODEL_ENV}" if os.environ.get(CLIP_MODEL_ENV) else "the default"
 
 
 def read_clipscore_weight(model: str) -> float:
@@ -135,6 +156,7 @@ class ClipScorer(BaseScorer):
     """
 
     name = "clip"
+    needs_annotations = False
 
     def __init__(
         self,
@@ -163,6 +185,7 @@ class ClipScorer(BaseScorer):
         if max_crop_side < 1 or max_aspect < 1:
             raise ConfigError(f"max_crop_side must be >= 1 and max_aspect >= 1, got {max_crop_side}, {max_aspect}")
         self.model = resolve_clip_model(model)
+        self.model_source = _model_source(model)
         self.normalization = normalization
         self.clipscore_weight = (
             float(clipscore_weight) if clipscore_weight is not None else read_clipscore_weight(self.model)
@@ -174,6 +197,20 @@ class ClipScorer(BaseScorer):
         self.max_crop_side = max_crop_side
         self.max_aspect = max_aspect
         self.cache = LRUCache(cache_size)
+
+    def check_available(self) -> None:
+        """Raise now if the model could not be loaded at the first score (nothing is loaded here).
+
+        Raises:
+            DependencyNotInstalled: sentence-transformers is missing.
+            ConfigError: The model is neither a local folder holding a saved model, nor in the Hugging Face
+                cache, nor served by the hub (no network, ``HF_HUB_OFFLINE``); the message names the fixes
+                (``$MAPO_CLIP_MODEL``, ``alignment="clip:tiny"``).
+        """
+        try:
+            check_model_available(self.model, CLIP_FIX)
+        except ConfigError as err:
+            raise ConfigError(f"CLIP alignment model ({self.model_source}) unavailable: {err}") from err
 
     def _encoder(self) -> Any:
         return load_sentence_transformer(self.model, self.device)

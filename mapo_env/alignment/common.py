@@ -9,6 +9,7 @@ into ``[0, 1]`` with :func:`clamp_score`. Subclasses only write ``_score``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 from abc import ABC, abstractmethod
@@ -21,7 +22,9 @@ import numpy as np
 
 from mapo_env.alignment.base import AlignmentRequest, AlignmentScorer
 from mapo_env.alignment.text import MAX_TEXT_CHARS, clean_text, guard_blocks
-from mapo_env.errors import ConfigError
+from mapo_env.errors import AlignmentError, ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 def clamp_score(value: float) -> float:
@@ -30,6 +33,54 @@ def clamp_score(value: float) -> float:
     if math.isnan(value):
         return 0.0
     return min(max(value, 0.0), 1.0)
+
+
+def is_real_number(value: Any) -> bool:
+    """True for Python and NumPy ints and floats (NaN and infinities included), False for bools and the rest."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        return is_real_number(value.item())
+    return isinstance(value, (int, float, np.integer, np.floating))
+
+
+def checked_scores(raw: Any, count: int, scorer: str) -> list[float]:
+    """Validate what ``score_batch`` returned for ``count`` requests and map it into ``[0, 1]``.
+
+    The boundary between any scorer (bundled, third-party or a user's) and the environment: ``raw``
+    must be a sequence of ``count`` real numbers. NaN becomes 0 with a logged warning; infinities and
+    values outside ``[0, 1]`` are clipped (also logged).
+
+    Raises:
+        AlignmentError: ``raw`` is not a sequence of ``count`` real numbers (``None``, ``[]``, a string,
+            a bare number, a wrong length, ``[None]``...); the message says what came back.
+    """
+    if isinstance(raw, np.ndarray):
+        raw = raw.tolist() if raw.ndim == 1 else raw
+    if isinstance(raw, (str, bytes)) or not isinstance(raw, (list, tuple)):
+        raise AlignmentError(
+            f"alignment scorer {scorer!r} returned {type(raw).__name__} ({raw!r:.60}); score_batch must return a "
+            f"list of {count} float scores in [0, 1]"
+        )
+    if len(raw) != count:
+        raise AlignmentError(
+            f"alignment scorer {scorer!r} returned {len(raw)} scores for {count} requests; score_batch must return "
+            "one float score per request"
+        )
+    out = []
+    for value in raw:
+        if not is_real_number(value):
+            raise AlignmentError(
+                f"alignment scorer {scorer!r} returned a {type(value).__name__} ({value!r:.60}) as a score; scores "
+                "must be real numbers, ideally in [0, 1]"
+            )
+        value = float(value)
+        if math.isnan(value):
+            logger.warning("alignment scorer %r returned NaN; scored 0", scorer)
+        elif not 0.0 <= value <= 1.0:
+            logger.warning("alignment scorer %r returned %r, outside [0, 1]; clipped", scorer, value)
+        out.append(clamp_score(value))
+    return out
 
 
 @dataclass(frozen=True)
@@ -146,6 +197,12 @@ class LRUCache:
 class BaseScorer(ABC):
     """Base class of the bundled scorers; subclasses implement :meth:`_score`.
 
+    Capability: ``needs_annotations`` (class attribute) says whether the scorer reads the ground-truth
+    objects of the crop (``AlignmentRequest.objects_in_crop``) instead of, or besides, its pixels. The
+    environments refuse such a scorer at construction on a dataset without object boxes, where it
+    could only return 0. :meth:`check_available` raises, at construction, what would otherwise fail
+    at the first score (a model that cannot be loaded).
+
     Args:
         generic_guard: Score 0 for generic descriptions (``"object"``, ``"the image"``, empty text)
             unless the reference caption is itself generic; see
@@ -157,6 +214,7 @@ class BaseScorer(ABC):
     """
 
     name = "base"
+    needs_annotations = False
 
     def __init__(
         self,
@@ -195,12 +253,17 @@ class BaseScorer(ABC):
         if keep:
             raw = self._score([items[i] for i in keep])
             for i, value in zip(keep, raw, strict=True):
+                if math.isnan(float(value)):
+                    logger.warning("alignment scorer %r returned NaN; scored 0", self.name)
                 scores[i] = clamp_score(value)
         return scores
 
     def score(self, request: AlignmentRequest) -> float:
         """Score one request (same as ``score_batch([request])[0]``)."""
         return self.score_batch([request])[0]
+
+    def check_available(self) -> None:  # noqa: B027 (optional hook, a no-op unless a model must load)
+        """Raise a named error now if scoring could not work later (a model that cannot load); no-op here."""
 
     @abstractmethod
     def _score(self, items: list[ScoringItem]) -> list[float]:
@@ -223,6 +286,8 @@ class CallableScorer(BaseScorer):
         name: Reported as ``scorer.name``; defaults to the function's ``__name__``.
         generic_guard: Apply the generic-label guard before calling ``fn``. Off by default here: a user
             function is taken to be the user's full judgement.
+        needs_annotations: Declare that ``fn`` reads ``request.objects_in_crop`` (ground truth), so that
+            the environments refuse it on data without object boxes. False by default.
         **kwargs: Other :class:`BaseScorer` options.
     """
 
@@ -232,11 +297,13 @@ class CallableScorer(BaseScorer):
         name: str | None = None,
         *,
         generic_guard: bool = False,
+        needs_annotations: bool = False,
         **kwargs: Any,
     ) -> None:
         if not callable(fn):
             raise ConfigError(f"CallableScorer expects a callable fn(request) -> float, got {type(fn).__name__}")
         super().__init__(generic_guard=generic_guard, **kwargs)
+        self.needs_annotations = bool(needs_annotations)
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
 
@@ -244,7 +311,7 @@ class CallableScorer(BaseScorer):
         out = []
         for it in items:
             value = self.fn(it.request)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+            if not is_real_number(value):
                 raise ConfigError(
                     f"alignment function {self.name!r} returned {type(value).__name__} ({value!r:.40}); "
                     "it must return a float score (ideally in [0, 1])"
@@ -274,9 +341,16 @@ class GuardedScorer(BaseScorer):
         super().__init__(generic_guard=True, **kwargs)
         self.inner = inner
         self.name = getattr(inner, "name", type(inner).__name__)
+        self.needs_annotations = bool(getattr(inner, "needs_annotations", False))
+
+    def check_available(self) -> None:
+        """The inner scorer's check, when it has one."""
+        check = getattr(self.inner, "check_available", None)
+        if callable(check):
+            check()
 
     def _score(self, items: list[ScoringItem]) -> list[float]:
-        return [float(v) for v in self.inner.score_batch([it.request for it in items])]
+        return checked_scores(self.inner.score_batch([it.request for it in items]), len(items), self.name)
 
     def __repr__(self) -> str:
         return f"GuardedScorer({self.inner!r})"

@@ -1,5 +1,10 @@
 """``"lexical"``: word overlap between the description and the reference caption (no dependency).
 
+A PRIVILEGED ORACLE, not the paper's verifier: it never looks at the crop's pixels, it reads the
+ground-truth annotations of the objects inside the crop (``needs_annotations = True``). Useful for
+ablations (exact and free on the procedural scenes); the environments refuse it on data without
+object boxes. The default scorer looks at the crop: ``"clip"`` (:mod:`mapo_env.alignment.clip`).
+
 Formula (``LexicalScorer``): let ``R`` be the set of content words of the reference caption
 (:meth:`AlignmentRequest.reference_caption`, e.g. ``"red striped tile"`` -> ``{red, striped, tile}``)
 and ``D`` the set of content words of the description, both normalised by
@@ -40,6 +45,8 @@ def word_f1(description: str, reference: str) -> float:
 class LexicalScorer(BaseScorer):
     """Scores a description by the F1 of its words against the reference caption; no model needed.
 
+    A privileged oracle: reads the ground-truth annotations, not the crop (see the module docstring).
+
     Args:
         generic_guard: Score 0 for generic descriptions (default on; see :class:`BaseScorer`).
         **kwargs: Other :class:`~mapo_env.alignment.common.BaseScorer` options (``min_visible``,
@@ -56,6 +63,7 @@ class LexicalScorer(BaseScorer):
     """
 
     name = "lexical"
+    needs_annotations = True
 
     def __init__(self, *, generic_guard: bool = True, **kwargs) -> None:
         super().__init__(generic_guard=generic_guard, **kwargs)

@@ -5,14 +5,21 @@ torch or sentence-transformers. One model object per ``(model, device)`` is kept
 shared by every scorer and environment instance (RL runs create many environments); a lock makes the
 first load happen once even when several threads score at the same time.
 
-A model given as a local folder is loaded with ``local_files_only=True``: nothing touches the
-network. A hub id is resolved by sentence-transformers as usual (cache first; set
-``HF_HUB_OFFLINE=1`` to forbid downloads).
+A model given as a local folder, or a hub id already in the Hugging Face cache, is loaded with
+``local_files_only=True``: nothing touches the network. Another hub id is downloaded by
+sentence-transformers as usual (set ``HF_HUB_OFFLINE=1`` to forbid downloads).
+
+:func:`check_model_available` is the cheap check the environments run at construction, before any
+model loads: the package is installed, and the model is a local folder, a hub id in the Hugging
+Face cache, or a hub id the hub answers for (one request with a short timeout).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -43,6 +50,56 @@ def import_sentence_transformers() -> Any:
     return sentence_transformers
 
 
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+HUB_TIMEOUT_S = 10.0
+"""Seconds :func:`check_model_available` waits for the hub before calling a hub id unreachable."""
+
+
+def check_model_available(model: str | Path, fix: str) -> None:
+    """Raise now if ``model`` could not be loaded later; load nothing (no torch import).
+
+    Args:
+        model: A local folder or a hub id.
+        fix: What to do instead, appended to the error message.
+
+    Raises:
+        DependencyNotInstalled: sentence-transformers is not installed.
+        ConfigError: ``model`` is a path that does not hold a saved model, or a hub id that is neither in
+            the Hugging Face cache nor reachable (offline mode, no network).
+    """
+    if importlib.util.find_spec("sentence_transformers") is None:
+        raise DependencyNotInstalled(
+            f"the 'annotation' and 'clip' alignment scorers need sentence-transformers and torch; install them "
+            f"with: {INSTALL_HINT}; or {fix}"
+        )
+    name = str(model)
+    if not name.strip():
+        raise ConfigError(f"the model name is empty; {fix}")
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file() and not (path / "modules.json").is_file():
+            raise ConfigError(f"the folder {name!r} holds no saved model (no config.json or modules.json); {fix}")
+        return
+    if not _HUB_ID.fullmatch(name):
+        raise ConfigError(f"the model {name!r} is neither a folder holding a saved model nor a hub id; {fix}")
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        return
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        raise ConfigError(f"the hub model {name!r} is not in the Hugging Face cache and HF_HUB_OFFLINE is set; {fix}")
+    try:
+        from huggingface_hub import HfApi
+
+        HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
+    except Exception as err:  # any failure to reach the hub means the weights cannot be fetched
+        raise ConfigError(
+            f"the hub model {name!r} is not in the Hugging Face cache and the hub cannot serve it "
+            f"({type(err).__name__}: {str(err)[:200]}); {fix}"
+        ) from err
+
+
 def load_sentence_transformer(model: str | Path, device: str = "cpu") -> Any:
     """The process-wide ``SentenceTransformer`` for ``model`` on ``device``, loaded on first use.
 
@@ -63,7 +120,7 @@ def load_sentence_transformer(model: str | Path, device: str = "cpu") -> Any:
         if cached is not None:
             return cached
         st = import_sentence_transformers()
-        local = Path(model).is_dir()
+        local = Path(model).is_dir() or _in_hub_cache(str(model))
         try:
             loaded = st.SentenceTransformer(str(model), device=device, local_files_only=local)
         except (OSError, ValueError, KeyError, RuntimeError) as err:
@@ -77,6 +134,15 @@ def load_sentence_transformer(model: str | Path, device: str = "cpu") -> Any:
         logger.info("loaded alignment model %s on %s", model, device)
         _MODELS[key] = loaded
         return loaded
+
+
+def _in_hub_cache(model: str) -> bool:
+    """True when ``model`` is a hub id whose config is in the Hugging Face cache (then it loads offline)."""
+    if not _HUB_ID.fullmatch(model):
+        return False
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(model, "config.json"), str)
 
 
 def loaded_models() -> list[tuple[str, str]]:

@@ -34,11 +34,17 @@ class VQADataset(Protocol):
 
 
 class ListDataset:
-    """A dataset over samples already built (real benchmark loaders return one)."""
+    """A dataset over samples already built (real benchmark loaders return one).
+
+    ``has_object_boxes`` is True when every sample has annotated objects (``sample.objects``): V* has
+    them, HR-Bench and MME-RealWorld do not. Scorers that read the ground truth (``needs_annotations``)
+    are refused on a dataset without them.
+    """
 
     def __init__(self, name: str, samples: Sequence[VQASample]) -> None:
         self.name = name
         self._samples = list(samples)
+        self.has_object_boxes = bool(self._samples) and all(s.objects for s in self._samples)
 
     def __len__(self) -> int:
         return len(self._samples)
@@ -69,6 +75,8 @@ class ProceduralDataset:
 
     Built samples are kept in a small LRU (``cache_size``) so that G resets on the same index
     (a GRPO group) draw the scene once. The lock makes it safe to share between threads.
+    ``has_object_boxes`` is the generator's own flag when it has one, else True (the procedural
+    generators annotate every object they draw).
     """
 
     def __init__(self, generator: SceneGenerator, size: int = 1_000_000, seed: int = 0, cache_size: int = 8) -> None:
@@ -77,6 +85,7 @@ class ProceduralDataset:
         cache_size = check_int("cache_size", cache_size, minimum=0)
         self.generator = generator
         self.name = generator.name
+        self.has_object_boxes = bool(getattr(generator, "has_object_boxes", True))
         self.size = size
         self.seed = seed
         self.cache_size = cache_size

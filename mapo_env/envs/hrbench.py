@@ -21,8 +21,14 @@ class HRBenchEnv(ThinkWithImagesEnv):
     downsampled about 5.8x, so details need a zoom. Without ``data_dir``, scenes are drawn
     procedurally at the true resolution with ground-truth boxes; with ``data_dir`` (a folder holding
     ``hr_bench_4k.tsv`` / ``hr_bench_8k.tsv``, or the TSV itself) the real benchmark is served; it has
-    no boxes, so ``target_iou`` is None and the ``annotation`` scorer returns 0: use
-    ``alignment="clip"`` there (see ``envs_data/hrbench/README.md``).
+    no boxes, so ``target_iou`` is None (see ``envs_data/hrbench/README.md``).
+
+    Alignment (default ``"auto"``): ``"clip:tiny"`` on procedural scenes, ``"clip"`` on the real TSV (a
+    real CLIP: ``$MAPO_CLIP_MODEL`` or ``openai/clip-vit-base-patch32``; construction fails with a
+    :class:`~mapo_env.errors.ConfigError` naming the fixes when its weights are neither local nor
+    reachable). The privileged oracles ``"annotation"`` and ``"lexical"`` read ground-truth boxes:
+    refused on the real TSV (a :class:`~mapo_env.errors.ConfigError` at construction), allowed on
+    procedural scenes for ablations.
 
     The loop, spaces, rewards and info are those of :class:`~mapo_env.core.ThinkWithImagesEnv`.
 
@@ -32,7 +38,7 @@ class HRBenchEnv(ThinkWithImagesEnv):
     >>> import gymnasium as gym
     >>> import mapo_env
     >>> env = gym.make("MAPO-HRBench4K-v0")
-    >>> env = gym.make("MAPO-HRBench8K-v0", data_dir="path/to/HR-Bench", alignment="clip")  # doctest: +SKIP
+    >>> env = gym.make("MAPO-HRBench8K-v0", data_dir="path/to/HR-Bench")  # doctest: +SKIP
     ```
 
     | argument | default | meaning |

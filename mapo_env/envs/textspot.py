@@ -19,8 +19,14 @@ class TextSpotEnv(ThinkWithImagesEnv):
     numbers, too small to read in the downsampled view, and ask "What is written on the blue sign?"
     with look-alike options. With ``data_dir`` (an MME-RealWorld or MME-RealWorld-Lite JSON file, or
     its folder; images resolved relative to ``image_root``, default the JSON's folder) the real
-    benchmark is served; it has no boxes (use ``alignment="clip"``; see
-    ``envs_data/mme_realworld/README.md``).
+    benchmark is served; it has no boxes (see ``envs_data/mme_realworld/README.md``).
+
+    Alignment (default ``"auto"``): ``"clip:tiny"`` on procedural scenes, ``"clip"`` on real data (a
+    real CLIP: ``$MAPO_CLIP_MODEL`` or ``openai/clip-vit-base-patch32``; construction fails with a
+    :class:`~mapo_env.errors.ConfigError` naming the fixes when its weights are neither local nor
+    reachable). The privileged oracles ``"annotation"`` and ``"lexical"`` read ground-truth boxes:
+    refused on real data (no boxes), allowed on procedural scenes for ablations. The tiny CLIP cannot
+    read the signs' words; it scores colour and kind.
 
     The loop, spaces, rewards and info are those of :class:`~mapo_env.core.ThinkWithImagesEnv`.
 

@@ -41,10 +41,15 @@ class TilesEnv(ThinkWithImagesEnv):
     ``max_turns=4``, a short system prompt (:data:`TILES_SYSTEM_PROMPT`), the options in a fixed
     order (``shuffle_options=False``: letter A is always "horizontal stripes", so the answer is a
     1-hop read of the crop; pass ``shuffle_options=True`` for the benchmark protocol), and a faint
-    position ramp on the background (:data:`TILES_GENERATOR_DEFAULTS`), and the ``"lexical"``
-    alignment scorer (word F1 of the label against the crop's captions: exact for these scenes, and
-    free, where the MiniLM scorer costs ~50 ms per crop on a CPU). None of these shows the answer: the
-    full view is still byte-identical whatever the target's pattern.
+    position ramp on the background (:data:`TILES_GENERATOR_DEFAULTS`). None of these shows the
+    answer: the full view is still byte-identical whatever the target's pattern.
+
+    Alignment: the default (``"auto"``) is ``"clip:tiny"``, the bundled tiny CLIP, which scores the
+    label against the crop's pixels (trained on these scenes' train split; its held-out rates are in
+    ``mapo_env/assets/tiny_clip/training_report.json``). ``alignment="lexical"`` (word F1 of the label
+    against the ground-truth captions of the tiles in the crop) and ``"annotation"`` are privileged
+    oracles: exact and cheap here, but they read the answer key rather than the crop; use them for
+    ablations.
 
     ## Arguments
 
@@ -62,6 +67,7 @@ class TilesEnv(ThinkWithImagesEnv):
     | ``dataset_seed`` | 0 | shifts every scene |
     | ``generator_kwargs`` | ramp 40 | scene knobs (``grid``, ``num_colored``, ``position_ramp``...) over defaults |
     | ``shuffle_options`` | False | shuffle the options per episode (True: the benchmark protocol) |
+    | ``alignment`` | ``"auto"`` = ``"clip:tiny"`` | scorer of the labels (``"lexical"``: privileged oracle) |
     | everything else | | :class:`~mapo_env.core.ThinkWithImagesEnv` arguments |
 
     ## Version History
@@ -100,7 +106,6 @@ class TilesEnv(ThinkWithImagesEnv):
             ("max_turns", 4),
             ("system_prompt", TILES_SYSTEM_PROMPT),
             ("shuffle_options", False),
-            ("alignment", "lexical"),
         ):
             kwargs.setdefault(key, value)
         dataset = choose_dataset(

@@ -19,9 +19,16 @@ class VStarEnv(ThinkWithImagesEnv):
     the left or right side of the traffic light?" (``relative_position``, 2 options). Without
     ``data_dir``, scenes are drawn procedurally with the same templates, option counts and target
     sizes on cluttered photographic backgrounds (see ``envs_data/procedural/README.md``); every object
-    has a ground-truth box, so ``target_iou`` and the ``annotation`` scorer work. With ``data_dir``
-    pointing at the official folder layout (``direct_attributes/``, ``relative_position/``: image +
-    JSON), the real benchmark is served (see ``envs_data/vstar/README.md``).
+    has a ground-truth box, so ``target_iou`` works. With ``data_dir`` pointing at the official folder
+    layout (``direct_attributes/``, ``relative_position/``: image + JSON), the real benchmark is served
+    (see ``envs_data/vstar/README.md``).
+
+    Alignment (default ``"auto"``): ``"clip:tiny"`` on procedural scenes (the bundled tiny CLIP,
+    trained on their train split), ``"clip"`` on real data (a real CLIP: ``$MAPO_CLIP_MODEL`` or
+    ``openai/clip-vit-base-patch32``; construction fails with a :class:`~mapo_env.errors.ConfigError`
+    naming the fixes when its weights are neither local nor reachable). ``"annotation"`` and
+    ``"lexical"`` are privileged oracles reading the ground-truth boxes (both data sources have them),
+    for ablations.
 
     The loop, spaces, rewards and info are those of :class:`~mapo_env.core.ThinkWithImagesEnv`.
 
@@ -38,6 +45,7 @@ class VStarEnv(ThinkWithImagesEnv):
     | argument | default | meaning |
     |---|---|---|
     | ``data_dir`` | None | V* Bench folder; None = procedural scenes |
+    | ``alignment`` | ``"auto"`` | ``"clip:tiny"`` (procedural) or ``"clip"`` (real data); see above |
     | ``categories`` | None | real data only: subset of ``direct_attributes``, ``relative_position`` |
     | ``split`` | ``"train"`` | procedural only: ``"train"`` or ``"test"`` (disjoint scenes) |
     | ``num_samples`` | 100000 | procedural only: size of the virtual dataset |

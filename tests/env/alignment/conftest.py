@@ -11,7 +11,7 @@ import pytest
 def random_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised tiny CLIP folder (model, BPE tokenizer, PIL processor), built offline."""
     pytest.importorskip("sentence_transformers")
-    from mapo_env.alignment.tiny_clip import build_tiny_clip
+    from tools.tiny_clip.model import build_tiny_clip
 
     return build_tiny_clip(tmp_path_factory.mktemp("random_clip"), seed=0)
 

@@ -1,0 +1,1 @@
+"""Developer tools that are not shipped with the package: the recipes that build its bundled assets."""

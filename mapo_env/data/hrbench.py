@@ -26,9 +26,11 @@ that are present and not empty).
 The file is read once, line by line in binary: a line without a ``"`` is split on tabs directly,
 a line with one goes through :mod:`csv` (tab delimiter, ``"`` quoting with doubled quotes as
 pandas writes it, field size limit raised for the multi-megabyte base64 cells), so quoted
-questions spanning lines parse as pandas would read them. Each row is validated at load time (missing
-column, bad index, missing question, answer letter not among the row's options, fewer than 2
-options, bad base64, unreadable image header, image above ``max_image_pixels``), raising
+questions spanning lines parse as pandas would read them. Each row is validated at load time
+(missing column, bad index (ASCII digits, no sign or leading zero: ``"²"``, ``"-0"`` and ``"00"`` are
+refused), text that is not UTF-8 (:func:`~mapo_env.data.io.decode_text`), missing question, answer
+letter not among the row's options, fewer than 2 options, bad base64, unreadable image header, image
+above ``max_image_pixels``), raising
 :class:`~mapo_env.errors.CorruptSampleError` with the path, the data row number and the line. Only
 the byte offset of each row is kept: on first use an image is re-read from the file, decoded,
 and cached (the 8K file is 4.6 GB; it is never held in memory).
@@ -41,6 +43,7 @@ import functools
 import itertools
 import logging
 import os
+import re
 import string
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -56,6 +59,7 @@ from mapo_env.data.io import (
     b64decode_strict,
     cached_image_loader,
     decode_image_bytes,
+    decode_text,
     probe_image_bytes,
 )
 from mapo_env.errors import ConfigError, CorruptSampleError, DatasetNotFound, ImageTooLargeError
@@ -69,6 +73,8 @@ HRBENCH_FILES = {"4k": "hr_bench_4k.tsv", "8k": "hr_bench_8k.tsv"}
 REQUIRED_COLUMNS = ("index", "question", "answer", "category", "A", "B", "image")
 """Columns every HR-Bench TSV must have (``C``, ``D``, ``cycle_category`` are optional)."""
 
+_INDEX_RE = re.compile(r"0|[1-9][0-9]{0,17}")
+"""An index as VLMEvalKit writes it: one spelling per number, so "0", "00" and "-0" cannot all be rows."""
 _FIELD_SIZE_LIMIT = 2**31 - 1
 _IMAGE_REF_MAX_CHARS = 64  # VLMEvalKit: an image cell this short names another row's index
 _READ_BUFFER = 1 << 20  # long lines: a 1 MiB buffer halves readline time against the 8 KiB default
@@ -195,8 +201,8 @@ class _RecordReader:
         if b'"' not in line:
             cells = line.split(b"\t")
             cells[-1] = cells[-1].rstrip(b"\r\n")
-            return start, [cell.decode("utf-8", errors="replace") for cell in cells]
-        lines = itertools.chain([line.decode("utf-8", errors="replace")], self._more_lines())
+            return start, [self._text(cell) for cell in cells]
+        lines = itertools.chain([self._text(line)], self._more_lines())
         try:
             return start, next(csv.reader(lines, delimiter="\t", quotechar='"', doublequote=True, strict=False))
         except csv.Error as exc:
@@ -205,7 +211,11 @@ class _RecordReader:
     def _more_lines(self) -> Iterator[str]:
         while line := self.handle.readline():
             self.line_num += 1
-            yield line.decode("utf-8", errors="replace")
+            yield self._text(line)
+
+    def _text(self, data: bytes) -> str:
+        """UTF-8 text with the loaders' one policy (:func:`~mapo_env.data.io.decode_text`); errors name the line."""
+        return decode_text(data, f"{self.tsv} (line {self.line_num})")
 
 
 def _scan(tsv: Path, max_image_pixels: int) -> dict[str, _Row]:
@@ -273,8 +283,11 @@ def _parse_row(
     image_size: tuple[int, int],
 ) -> _Row:
     index = record["index"].strip()
-    if not index.lstrip("-").isdigit():
-        raise where.error(f"'index' must be an integer, got {record['index']!r}")
+    if not _INDEX_RE.fullmatch(index):
+        raise where.error(
+            f"'index' must be an integer >= 0 in ASCII digits, without sign or leading zeros (e.g. 0, 17), "
+            f"got {record['index'][:40]!r}"
+        )
     question = record["question"].strip()
     if not question:
         raise where.error("'question' is empty")

@@ -36,7 +36,6 @@ pixels are decoded lazily through the cache.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import os
 import re
@@ -45,14 +44,17 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mapo_env.answers import MAX_OPTIONS
 from mapo_env.data.base import ListDataset
 from mapo_env.data.io import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageCache,
     cached_image_loader,
     file_cache_key,
+    parse_json,
     read_image,
     read_image_size,
+    read_text,
     safe_join,
 )
 from mapo_env.errors import CorruptSampleError, DatasetNotFound
@@ -130,13 +132,14 @@ def _default_image_root(json_path: Path) -> Path:
 
 
 def _read_entries(json_path: Path) -> list[Any]:
-    try:
-        text = json_path.read_text(encoding="utf-8-sig")
-        if json_path.suffix.lower() == ".jsonl":
-            return [json.loads(line) for line in text.splitlines() if line.strip()]
-        data = json.loads(text)
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptSampleError(f"cannot parse the annotation JSON: {exc}", path=json_path) from exc
+    text = read_text(json_path)
+    if json_path.suffix.lower() == ".jsonl":
+        return [
+            parse_json(line, f"{json_path} (line {number})")
+            for number, line in enumerate(text.splitlines(), 1)
+            if line.strip()
+        ]
+    data = parse_json(text, json_path)
     if not isinstance(data, list):
         raise CorruptSampleError(
             f"expected a JSON list of entries, got {type(data).__name__}; pass MME_RealWorld.json or "
@@ -195,8 +198,13 @@ def _check_keys(entry: Any, bad: _Bad) -> None:
         if not isinstance(entry[key], str) or not entry[key].strip():
             raise bad(f"{key!r} must be a non-empty string, got {entry[key]!r}")
     choices = entry["Answer choices"]
-    if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
-        raise bad(f"'Answer choices' must be a list of at least 2 strings, got {choices!r}")
+    if (
+        not isinstance(choices, list)
+        or not 2 <= len(choices) <= MAX_OPTIONS
+        or not all(isinstance(c, str) for c in choices)
+    ):
+        count = f"{len(choices)} " if isinstance(choices, list) else ""
+        raise bad(f"'Answer choices' must be a list of 2 to {MAX_OPTIONS} strings, got {count}{choices!r:.200}")
 
 
 def _split_choices(choices: list[str], bad: _Bad) -> tuple[tuple[str, ...], tuple[str, ...]]:

@@ -17,9 +17,11 @@ annotation-only folder (such as a copy of the 191 annotation files) fails with a
 instead of loading nothing. Order is sorted by category, then file name, and is stable.
 
 Everything is validated at load time and the first problem raises (nothing half-loaded):
-annotation keys and types, 4 finite numbers per box with positive width and height, every box inside
-its image, at least 2 distinct options, and each image's header (exists, decodable, within
-``max_image_pixels``). Pixels are decoded lazily, once, through :mod:`mapo_env.data.io`'s cache.
+annotation encoding and syntax (UTF-8, see :func:`mapo_env.data.io.decode_text`; JSON through
+:func:`mapo_env.data.io.parse_json`), annotation keys and types, 4 finite numbers per box with
+positive width and height, every box inside its image, 2 to 26 distinct options, and each image's
+header (exists, decodable, within ``max_image_pixels``). Pixels are decoded lazily, once, through
+:mod:`mapo_env.data.io`'s cache.
 
 ``metadata["boxes_complete"]`` says whether every object the question is about has a box. In the
 official files ``len(bbox) == len(target_object)`` always holds; what is missing in 6 of the 18 local
@@ -32,7 +34,6 @@ fewer boxes than ``target_object`` names is incomplete.
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
 import os
@@ -40,14 +41,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from mapo_env.answers import MAX_OPTIONS
 from mapo_env.data.base import ListDataset
 from mapo_env.data.io import (
     DEFAULT_MAX_IMAGE_PIXELS,
     ImageCache,
     cached_image_loader,
     file_cache_key,
+    parse_json,
     read_image,
     read_image_size,
+    read_text,
     safe_join,
 )
 from mapo_env.errors import CorruptSampleError, DatasetNotFound, close_matches_hint
@@ -213,10 +217,7 @@ def _load_sample(
 
 def _read_annotation(path: Path) -> dict[str, Any]:
     """Parse and validate one V* annotation file (see the module docstring for the rules)."""
-    try:
-        record = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CorruptSampleError(f"cannot parse the annotation JSON: {exc}", path=path) from exc
+    record = parse_json(read_text(path), path)
     if not isinstance(record, dict):
         raise CorruptSampleError(f"expected a JSON object, got {type(record).__name__}", path=path)
     for key, kind in _REQUIRED_KEYS.items():
@@ -230,7 +231,7 @@ def _read_annotation(path: Path) -> dict[str, Any]:
                 f"{key!r} must be a {kind.__name__}, got {type(record[key]).__name__}: {record[key]!r}", path=path
             )
     _check_strings(record["target_object"], "target_object", path, minimum=1)
-    _check_strings(record["options"], "options", path, minimum=2)
+    _check_strings(record["options"], "options", path, minimum=2, maximum=MAX_OPTIONS)
     if len(set(record["options"])) != len(record["options"]):
         raise CorruptSampleError(f"'options' has duplicates: {record['options']!r}", path=path)
     if not record["question"].strip():
@@ -244,11 +245,14 @@ def _read_annotation(path: Path) -> dict[str, Any]:
     return record
 
 
-def _check_strings(values: Iterable[Any], key: str, path: Path, minimum: int) -> None:
+def _check_strings(values: Iterable[Any], key: str, path: Path, minimum: int, maximum: int | None = None) -> None:
     values = list(values)
-    if len(values) < minimum or not all(isinstance(v, str) and v.strip() for v in values):
+    too_many = maximum is not None and len(values) > maximum
+    if too_many or len(values) < minimum or not all(isinstance(v, str) and v.strip() for v in values):
+        most = f" and at most {maximum}" if maximum is not None else ""
         raise CorruptSampleError(
-            f"{key!r} must list at least {minimum} non-empty string(s), got {values!r}", path=path
+            f"{key!r} must list at least {minimum}{most} non-empty string(s), got {len(values)}: {values!r:.200}",
+            path=path,
         )
 
 

@@ -162,7 +162,7 @@ def broken(change: dict, index: int = 1, drop: str | None = None) -> list[dict]:
         (broken({}, drop="Subtask"), r"entry 2: missing key\(s\) \['Subtask'\]"),
         (broken({"Ground truth": "F"}), r"entry 2: 'Ground truth' must be one of"),
         (broken({"Ground truth": 3}), r"entry 2: 'Ground truth'"),
-        (broken({"Answer choices": ["(A) x"]}), r"entry 2: 'Answer choices' must be a list of at least 2"),
+        (broken({"Answer choices": ["(A) x"]}), r"entry 2: 'Answer choices' must be a list of 2 to 26"),
         (broken({"Answer choices": "(A) x (B) y"}), r"entry 2: 'Answer choices' must be a list"),
         (broken({"Answer choices": ["(B) x", "(A) y"]}), r"entry 2: 'Answer choices' letters must run"),
         (broken({"Answer choices": ["(A) x", "y"]}), r"entry 2: 'Answer choices' mix"),

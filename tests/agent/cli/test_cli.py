@@ -89,3 +89,28 @@ def test_viz_draws_episodes_and_run_plots(tmp_path, capsys):
     (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert visualize.main(["--run", str(run)]) == 0
     assert (run / "plots" / "reward.png").is_file()
+
+
+def test_eval_with_the_zoom_disabled_reports_what_happened(tmp_path):
+    """The issue's ablation, through the CLI: no crop was made, so no zoom on target and no target IoU."""
+    argv = ["--oracle", "--num-questions", "3", "--env-kwargs", "alignment=lexical", "zoom_enabled=false"]
+    assert evaluate.main([*argv, "--output-dir", str(tmp_path)]) == 0
+    metrics = json.loads((tmp_path / "eval.json").read_text())["metrics"]
+    assert metrics["eval/tool_calls"] == 0.0 and metrics["eval/disabled_tool_calls"] == 1.0
+    assert metrics["eval/target_iou"] is None and metrics["eval/target_hit_rate"] is None
+    assert metrics["eval/alignment"] is None
+
+
+def test_eval_help_says_what_a_seed_changes_and_how_to_draw_other_questions(capsys):
+    assert evaluate.main(["--help"]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "What --seed changes" in out and "never changes which questions are asked" in out
+    assert "--sample-seed" in out and "--question-offset" in out
+
+
+def test_eval_draws_another_held_out_subset(tmp_path):
+    argv = ["--oracle", "--num-questions", "3", "--env-kwargs", "alignment=lexical"]
+    assert evaluate.main([*argv, "--sample-seed", "5", "--output-dir", str(tmp_path)]) == 0
+    assert evaluate.main([*argv, "--question-offset", "10", "--output-dir", str(tmp_path), "--stem", "slice"]) == 0
+    assert json.loads((tmp_path / "eval.json").read_text())["settings"]["questions"] == "3 drawn with sample seed 5"
+    assert json.loads((tmp_path / "slice.json").read_text())["settings"]["questions"] == "10..12"

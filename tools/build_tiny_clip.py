@@ -46,7 +46,8 @@ def main(argv: list[str] | None = None) -> None:
     config = TrainConfig(
         steps=args.steps, batch_size=args.batch_size, seed=args.seed, scenes=scenes, eval_scenes=args.eval_scenes
     )
-    report = train_tiny_clip(args.out, config)
+    command = " ".join(["python tools/build_tiny_clip.py", *(argv if argv is not None else sys.argv[1:])])
+    report = train_tiny_clip(args.out, config, command=command)
     logging.getLogger(__name__).info("held-out: %s", json.dumps(report["heldout_same_scene"]))
 
 

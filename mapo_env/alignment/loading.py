@@ -70,7 +70,8 @@ def check_model_available(model: str | Path, fix: str) -> None:
     if importlib.util.find_spec("sentence_transformers") is None:
         raise DependencyNotInstalled(
             f"the 'annotation' and 'clip' alignment scorers need sentence-transformers and torch; install them "
-            f"with: {INSTALL_HINT}; or {fix}"
+            f"with: {INSTALL_HINT}; or pass alignment='lexical' (a privileged oracle that needs no model, on data "
+            "with object boxes) or alignment=None"
         )
     name = str(model)
     if not name.strip():

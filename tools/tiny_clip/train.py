@@ -197,9 +197,14 @@ class _Validator:
 
 
 def train_tiny_clip(
-    folder: str | Path, train: TrainConfig | None = None, model_config: TinyClipConfig | None = None
+    folder: str | Path,
+    train: TrainConfig | None = None,
+    model_config: TinyClipConfig | None = None,
+    command: str | None = None,
 ) -> dict[str, Any]:
     """Build a tiny CLIP in ``folder``, train it on procedural crops, calibrate, evaluate and save it there.
+
+    ``command`` (the command line that ran the recipe) is recorded in the report.
 
     Returns:
         The training report (also written to ``folder/training_report.json``).
@@ -214,7 +219,7 @@ def train_tiny_clip(
     model = CLIPModel.from_pretrained(folder)
     processor = CLIPProcessor.from_pretrained(folder)
     tokenizer = processor.tokenizer
-    start = time.time()
+    start, cpu_start = time.time(), time.process_time()
     pool = build_pool(tc.scenes, processor.image_processor, seed=tc.seed, log=logger.info)
     validator = _Validator(processor, tc.val_scenes)
     data_seconds = time.time() - start
@@ -257,13 +262,14 @@ def train_tiny_clip(
     cos = validator.truthful_cosines(model, tokenizer)
     weight = float(1.0 / max(np.quantile(cos, 0.99), 1e-3))
     (folder / CALIBRATION_FILE).write_text(json.dumps({"clipscore_weight": weight}) + "\n", encoding="utf-8")
-    report: dict[str, Any] = {"train": asdict(tc), "model": asdict(mc)}
+    report: dict[str, Any] = {"command": command, "train": asdict(tc), "model": asdict(mc)}
     report |= {"training_crops": len(pool), "data_seconds": round(data_seconds, 1)}
     report |= {"train_seconds": round(train_seconds, 1), "final_loss": float(np.mean(losses[-100:]))}
     report |= {"selected_step": best[1], "validation": best[2], "validation_history": history}
     report["clipscore_weight"] = weight
     report |= evaluate_folder(folder, tc.eval_scenes)
     report["total_seconds"] = round(time.time() - start, 1)
+    report["total_cpu_seconds"] = round(time.process_time() - cpu_start, 1)
     (folder / "training_report.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     return report
 

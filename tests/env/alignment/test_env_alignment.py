@@ -278,3 +278,18 @@ def test_reject_turn_is_undone_too():
 
     info = env.reject_turn("<description>a red ball</description>", ToolError.TOOL_BUDGET_EXCEEDED, "no more")[4]
     assert info["tool_error"] == "alignment_error" and _same(_state(env), before)
+
+
+def test_missing_sentence_transformers_is_named_at_make(monkeypatch):
+    import importlib.util
+
+    from mapo_env.errors import DependencyNotInstalled
+
+    real = importlib.util.find_spec
+
+    def find_spec(name, *args):
+        return None if name == "sentence_transformers" else real(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+    with pytest.raises(DependencyNotInstalled, match="alignment='lexical'"):
+        gym.make("MAPO-Tiles-v0")

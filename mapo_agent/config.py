@@ -165,10 +165,17 @@ class TrainConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
 
     def __post_init__(self) -> None:
-        from mapo_agent.algorithms import ALGORITHMS
+        from mapo_agent.algorithms import make_algorithm
 
-        ALGORITHMS.get(self.algo)  # unknown names fail now, with the list of names
-        ALGORITHMS.get(self.sft_algo)
+        # unknown names, unknown or ill-typed config fields fail now (with the valid names), not at the stage
+        for field_name, name, kwargs in (
+            ("algo_kwargs", self.algo, self.algo_kwargs),
+            ("sft_kwargs", self.sft_algo, self.sft_kwargs),
+        ):
+            try:
+                make_algorithm(name, **kwargs)
+            except (TypeError, ValueError) as err:
+                raise ConfigError(f"{field_name}={kwargs!r} for {name!r}: {err}") from err
         positive = {
             "steps": self.steps + self.sft_steps,
             "rollout.questions_per_step": self.rollout.questions_per_step,

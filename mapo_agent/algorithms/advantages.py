@@ -22,10 +22,13 @@ Shared rules (pinned by tests):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import types
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, NamedTuple, get_args
+from typing import Any, Literal, NamedTuple, get_args
 
 import torch
 
@@ -48,6 +51,49 @@ def check_choice(field_name: str, value: object, menu: object) -> None:
     options = get_args(menu)
     if value not in options:
         raise ConfigError(f"{field_name} must be one of {list(options)}, got {value!r}; set it to one of those.")
+
+
+def check_field_types(config: Any) -> None:
+    """Raise :class:`ConfigError` naming the field when a dataclass field's value has the wrong type.
+
+    ``float`` fields accept ints, ``int`` fields refuse bools and floats, ``X | None`` accepts None,
+    ``Literal`` fields are left to :func:`check_choice`, and a dataclass-typed field also accepts a
+    ``dict`` (converted by its owner).
+    """
+    hints = typing.get_type_hints(type(config))
+    for f in dataclasses.fields(config):
+        value, hint = getattr(config, f.name), hints.get(f.name)
+        if hint is None or _matches(value, hint):
+            continue
+        raise ConfigError(
+            f"{type(config).__name__}.{f.name} must be of type {_type_name(hint)}, got {value!r} "
+            f"({type(value).__name__})."
+        )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arm) for arm in typing.get_args(hint))
+    if origin is Literal or hint is Any:
+        return True
+    if hint is type(None):
+        return value is None
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if dataclasses.is_dataclass(hint):
+        return isinstance(value, (hint, dict))
+    if origin in (tuple, list):  # JSON gives lists; the owner converts
+        return isinstance(value, (tuple, list))
+    if origin is not None:  # dict[str, Any], ...
+        return isinstance(value, origin)
+    return isinstance(value, hint) if isinstance(hint, type) else True
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
 
 
 @dataclass
@@ -94,6 +140,7 @@ class AdvantageConfig:
     semantic_coef: float = 0.4
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not self.std_eps > 0:
             raise ConfigError(f"std_eps must be > 0, got {self.std_eps!r}; use a small value such as 1e-6.")
         if not 0 < self.discount <= 1:

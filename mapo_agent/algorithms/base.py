@@ -33,7 +33,7 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
-from mapo_agent.algorithms.advantages import check_choice
+from mapo_agent.algorithms.advantages import check_choice, check_field_types
 from mapo_agent.algorithms.losses import LossAggMode
 from mapo_agent.registry import Registry
 from mapo_agent.types import AdvantageInput, TrainablePolicy, TrainBatch, Trajectory
@@ -76,11 +76,12 @@ class AlgorithmConfig:
     loss_norm_length: int | None = None
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         check_choice("loss_agg_mode", self.loss_agg_mode, LossAggMode)
         if self.loss_norm_length is not None and self.loss_norm_length < 1:
             raise ConfigError(
                 f"loss_norm_length must be >= 1 or None, got {self.loss_norm_length!r}; "
-                "use the maximum response length (Dr.GRPO) or None for the batch width."
+                "use the run's generation budget (None, Dr.GRPO) or a constant."
             )
 
 

@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from mapo_agent.config import OptimConfig, RolloutConfig, TrainConfig
@@ -55,3 +57,26 @@ def test_json_round_trip(tmp_path):
     import json
 
     assert TrainConfig.from_dict(json.loads((tmp_path / "c.json").read_text())) == config
+
+
+@pytest.mark.parametrize(
+    ("field", "kwargs", "message"),
+    [
+        ("algo_kwargs", {"no_such_key": 1}, "MAPOConfig has no field(s) ['no_such_key']; known fields: ['advantage'"),
+        ("algo_kwargs", {"clip_low": "0.2"}, "MAPOConfig.clip_low must be of type float, got '0.2' (str)"),
+        ("algo_kwargs", {"kl_coef": True}, "MAPOConfig.kl_coef must be of type float, got True (bool)"),
+        ("algo_kwargs", {"advantage": {"semantic_scal": "center"}}, "unexpected keyword argument 'semantic_scal'"),
+        ("algo_kwargs", {"advantage": {"semantic_coef": None}}, "AdvantageConfig.semantic_coef must be of type float"),
+        ("sft_kwargs", {"caption_coef": "high"}, "GroundedSFTConfig.caption_coef must be of type float"),
+    ],
+)
+def test_algorithm_options_are_checked_when_the_config_is_built(field, kwargs, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        TrainConfig(**{field: kwargs})
+
+
+def test_valid_algorithm_options_build():
+    config = TrainConfig(
+        algo="dapo", algo_kwargs={"clip_high": 1, "dynamic_sampling_max_rounds": 3, "dual_clip": None}
+    )
+    assert config.algo_kwargs["clip_high"] == 1

@@ -51,6 +51,7 @@ def import_sentence_transformers() -> Any:
 
 
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+_REACHABLE: set[str] = set()
 HUB_TIMEOUT_S = 10.0
 """Seconds :func:`check_model_available` waits for the hub before calling a hub id unreachable."""
 
@@ -83,6 +84,8 @@ def check_model_available(model: str | Path, fix: str) -> None:
         return
     if not _HUB_ID.fullmatch(name):
         raise ConfigError(f"the model {name!r} is neither a folder holding a saved model nor a hub id; {fix}")
+    if name in _REACHABLE:
+        return
     from huggingface_hub import try_to_load_from_cache
 
     cached = try_to_load_from_cache(name, "config.json")
@@ -94,6 +97,7 @@ def check_model_available(model: str | Path, fix: str) -> None:
         from huggingface_hub import HfApi
 
         HfApi().model_info(name, timeout=HUB_TIMEOUT_S)
+        _REACHABLE.add(name)  # asked once per process (an RL run builds many environments)
     except Exception as err:  # any failure to reach the hub means the weights cannot be fetched
         raise ConfigError(
             f"the hub model {name!r} is not in the Hugging Face cache and the hub cannot serve it "

@@ -116,8 +116,11 @@ def check_env(env_id: str, env_kwargs: dict[str, Any], flag: str = "--env-kwargs
         raise type(error)(f"{flag} {env_id}: {error}") from error
     except MapoError:
         raise
-    except (TypeError, ValueError, gym.error.Error) as error:
-        raise ConfigError(f"{flag}: gym.make({env_id!r}, ...) refused the arguments {env_kwargs}: {error}") from error
+    except Exception as error:  # a value the constructor did not expect: still the user's argument, one line
+        raise ConfigError(
+            f"{flag}: gym.make({env_id!r}, ...) refused the arguments {_short(env_kwargs)}: "
+            f"{type(error).__name__}: {_short(error)}"
+        ) from error
     try:
         dataset = getattr(env.unwrapped, "dataset", None)
         if dataset is None:
@@ -128,6 +131,11 @@ def check_env(env_id: str, env_kwargs: dict[str, Any], flag: str = "--env-kwargs
         return len(dataset)
     finally:
         env.close()
+
+
+def _short(value: object, limit: int = 300) -> str:
+    text = str(value)
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text)} characters)"
 
 
 # ---------------------------------------------------------------------------------------------- models

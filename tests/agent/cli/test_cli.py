@@ -114,3 +114,22 @@ def test_eval_draws_another_held_out_subset(tmp_path):
     assert evaluate.main([*argv, "--question-offset", "10", "--output-dir", str(tmp_path), "--stem", "slice"]) == 0
     assert json.loads((tmp_path / "eval.json").read_text())["settings"]["questions"] == "3 drawn with sample seed 5"
     assert json.loads((tmp_path / "slice.json").read_text())["settings"]["questions"] == "10..12"
+
+
+def test_train_progress_bar_shows_the_stage_and_the_models_own_numbers(tmp_path, capsys, one_thread):
+    """A two-step run through mapo-train: the SFT step shows its loss, never the oracle's reward/accuracy."""
+    argv = [
+        "--sft-steps", "1", "--steps", "1", "--eval-every", "1", "--eval-episodes", "2", "--save-every", "0",
+        "--rollout.questions-per-step", "2", "--rollout.group-size", "2", "--rollout.max-new-tokens", "8",
+        "--env.kwargs", "alignment=lexical", "max_turns=2", "--cpu", "--output-dir", str(tmp_path / "run"),
+    ]  # fmt: skip
+    assert train.main(argv) == 0
+    captured = capsys.readouterr()
+    assert f"run written to {tmp_path / 'run'}" in captured.out
+    assert "memory: micro-batches of <= 8192 tokens, generation chunks of <= 16384 tokens; peak RSS" in captured.out
+    bars = [part for part in captured.err.replace("\r", "\n").splitlines() if "mapo-train:" in part]
+    sft = [b for b in bars if "stage=sft" in b]
+    rl = [b for b in bars if "stage=rl" in b]
+    assert sft and rl, captured.err[-2000:]
+    assert all("loss=" in b and "reward=" not in b and "accuracy=" not in b for b in sft)
+    assert all("reward=" in b and "held_out_acc=" in b for b in rl)

@@ -231,3 +231,25 @@ def test_a_refusal_is_one_line_from_the_console_entry_point(tmp_path):
     )
     assert result.returncode == 2 and result.stdout == ""
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("mapo-eval: error: --env-kwargs")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=6), children, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(env_id=st.sampled_from(ENV_IDS), data=st.data())
+def test_any_env_kwarg_value_passes_or_is_a_named_error(env_id, data):
+    """Fuzz: KEY=VALUE with an accepted key and any JSON value builds the env or raises a MapoError, nothing else."""
+    from mapo_env.errors import MapoError
+
+    accepted, _ = checks.env_parameters(env_id)
+    key = data.draw(st.sampled_from([k for k in accepted if k != "data_dir"]))
+    value = data.draw(json_values)
+    try:
+        checks.check_env(env_id, {key: value})
+    except MapoError as error:
+        assert "\n" not in checks.one_line(error)

@@ -9,6 +9,7 @@ import gymnasium as gym
 from mapo_env.actions import ToolError, parse_action
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError
+from mapo_env.validation import check_bool, check_int
 
 
 class ToolBudget(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -25,8 +26,8 @@ class ToolBudget(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """
 
     def __init__(self, env: gym.Env, max_tool_calls: int, truncate: bool = False) -> None:
-        if not isinstance(max_tool_calls, int) or max_tool_calls < 0:
-            raise ConfigError(f"max_tool_calls must be an int >= 0, got {max_tool_calls!r}")
+        max_tool_calls = check_int("max_tool_calls", max_tool_calls, minimum=0)
+        truncate = check_bool("truncate", truncate)
         if not isinstance(env.unwrapped, ThinkWithImagesEnv):
             raise ConfigError(f"ToolBudget wraps MAPO environments, got {type(env.unwrapped).__name__}")
         gym.utils.RecordConstructorArgs.__init__(self, max_tool_calls=max_tool_calls, truncate=truncate)

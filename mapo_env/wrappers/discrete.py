@@ -12,10 +12,10 @@ import numpy as np
 from gymnasium import spaces
 
 from mapo_env.actions import format_answer, format_tool_call
-from mapo_env.answers import option_letters
+from mapo_env.answers import MAX_OPTIONS, option_letters
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError, InvalidActionType
-from mapo_env.validation import describe, is_int
+from mapo_env.validation import check_bool, check_int, describe, is_int
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -68,9 +68,13 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ) -> None:
         if not isinstance(env.unwrapped, ThinkWithImagesEnv):
             raise ConfigError(f"DiscreteZoomActions wraps MAPO environments, got {type(env.unwrapped).__name__}")
-        for name, value in (("grid", grid), ("image_size", image_size), ("max_options", max_options)):
-            if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive int, got {value!r}")
+        grid = check_int("grid", grid, minimum=1)
+        image_size = check_int("image_size", image_size, minimum=1)
+        max_options = check_int("max_options", max_options, minimum=1, maximum=MAX_OPTIONS)
+        text_features = check_int("text_features", text_features, minimum=1)
+        if not isinstance(label, str) or not label.strip():
+            raise ConfigError(f"label must be a non-empty str (the zoom call's label), got {describe(label)}")
+        turn_limit_terminates = check_bool("turn_limit_terminates", turn_limit_terminates)
         gym.utils.RecordConstructorArgs.__init__(
             self,
             grid=grid,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from mapo_env.actions import parse_action
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError
 from mapo_env.render import EpisodeRecord, save_episode
+from mapo_env.validation import check_choice, check_int, describe
 
 
 class RecordEpisodes(gym.Wrapper, gym.utils.RecordConstructorArgs):
@@ -44,8 +46,11 @@ class RecordEpisodes(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ) -> None:
         if not isinstance(env.unwrapped, ThinkWithImagesEnv):
             raise ConfigError(f"RecordEpisodes wraps MAPO environments, got {type(env.unwrapped).__name__}")
-        if picture_format not in ("png", "html"):
-            raise ConfigError(f"picture_format must be 'png' or 'html', got {picture_format!r}")
+        check_choice("picture_format", picture_format, ("png", "html"))
+        keep = check_int("keep", keep, minimum=0)
+        picture_every = check_int("picture_every", picture_every, minimum=0)
+        if directory is not None and not isinstance(directory, str | os.PathLike):
+            raise ConfigError(f"directory must be a path (str or os.PathLike) or None, got {describe(directory)}")
         gym.utils.RecordConstructorArgs.__init__(
             self, directory=directory, keep=keep, picture_every=picture_every, picture_format=picture_format
         )

@@ -1,7 +1,7 @@
 """VGPO (Visually-Guided Policy Optimization, arXiv 2604.09349): re-weight advantages by visual focus.
 
 DAPO-style training (GRPO advantage, clip 0.2 / 0.28, no KL, dynamic sampling on, token-mean loss)
-whose advantages are re-weighted per token and per trajectory (ALGORITHMS.md §3, code
+whose advantages are re-weighted per token and per trajectory (the paper's Eqs. 4-11; authors' code
 github.com/wzb-bupt/VGPO @ d773c71). From the update's own forward pass (``output_hidden_states``;
 all weights are detached)::
 

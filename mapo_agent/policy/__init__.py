@@ -4,12 +4,12 @@
   forward pass of :class:`mapo_agent.types.TrainablePolicy`.
 - :class:`QwenVLProcessor`: chat template + PIL image processor + placeholder expansion, no torchvision.
 - :func:`bundled_model_path`: the tiny untrained Qwen2.5-VL shipped with the package
-  (rebuild: ``python -m mapo_agent.policy.tiny --out DIR``).
+  (its recipe: ``python tools/build_tiny_agent.py --out DIR``, outside the runtime).
 """
 
 from mapo_agent.policy.episode import EpisodeState
 from mapo_agent.policy.hf_policy import HFPolicy
 from mapo_agent.policy.processor import QwenVLProcessor
-from mapo_agent.policy.tiny import build_tiny_agent, bundled_model_path
+from mapo_agent.policy.tiny import bundled_model_path
 
-__all__ = ["EpisodeState", "HFPolicy", "QwenVLProcessor", "build_tiny_agent", "bundled_model_path"]
+__all__ = ["EpisodeState", "HFPolicy", "QwenVLProcessor", "bundled_model_path"]

@@ -1,15 +1,15 @@
 """The bundled tiny agent: a 1.4 M-parameter Qwen2.5-VL built offline, and its byte-level BPE tokenizer.
 
-Run ``python -m mapo_agent.policy.tiny --out DIR`` to rebuild it (a few seconds on a CPU; the files in
+Run ``python tools/build_tiny_agent.py --out DIR`` to rebuild it (a few seconds on a CPU; the files in
 ``mapo_agent/assets/tiny_qwen25vl/`` were made this way with the default seed). Everything is a pure
 function of the seed, so a rebuild with the same package versions gives the same bytes.
 
-- Model: stock ``Qwen2_5_VLForConditionalGeneration`` with a tiny config (LEARNABILITY.md's recipe:
-  text hidden 128, 3 layers, 4 heads / 2 KV heads, head_dim 32, ``mrope_section`` [4, 6, 6], tied
-  embeddings; vision hidden 96, depth 2, patch 14, merge 2, temporal patch 2, window 112). The weights
-  are the *untrained* random initialisation; training happens with the trainer.
+- Model: stock ``Qwen2_5_VLForConditionalGeneration`` with a tiny config (text hidden 128, 3 layers,
+  4 heads / 2 KV heads, head_dim 32, ``mrope_section`` [4, 6, 6], tied embeddings; vision hidden 96,
+  depth 2, patch 14, merge 2, temporal patch 2, window 112). The weights are the *untrained* random
+  initialisation; training happens with the trainer.
 - Tokenizer: a ``Qwen2Tokenizer`` (Qwen's pre-tokenizer regex and byte-level alphabet, so any text
-  encodes) whose BPE merges are trained in-process on :func:`mapo_agent.policy.corpus.make_corpus`.
+  encodes) whose BPE merges are trained in-process on :func:`tools.tiny_agent.corpus.make_corpus`.
   It holds every Qwen special token, the action tags (``<think>``, ``<tool_call>``, ``<answer>``,
   ``<description>``, ``<tool_response>`` and their closers) as single tokens, every integer
   0..1000 as a single token (box coordinates), and the fixed boilerplate of the zoom call as four
@@ -26,11 +26,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from mapo_env.errors import DatasetNotFound
+from mapo_agent.policy.tiny import BUNDLED_DIR
 
 logger = logging.getLogger(__name__)
 
-BUNDLED_DIR = Path(__file__).resolve().parents[1] / "assets" / "tiny_qwen25vl"
 
 SPECIAL_TOKENS = (
     "<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|object_ref_start|>", "<|object_ref_end|>", "<|box_start|>",
@@ -94,21 +93,6 @@ MIN_PIXELS = 56 * 56
 MAX_PIXELS = 448 * 448
 
 
-def bundled_model_path() -> Path:
-    """Folder of the bundled tiny agent (config, weights, tokenizer, processor, chat template).
-
-    Raises:
-        DatasetNotFound: The folder is missing (e.g. a source checkout without the assets).
-    """
-    if not (BUNDLED_DIR / "config.json").is_file():
-        raise DatasetNotFound(
-            "the bundled tiny Qwen2.5-VL agent is missing; rebuild it with "
-            f"`python -m mapo_agent.policy.tiny --out {BUNDLED_DIR}`",
-            path=BUNDLED_DIR,
-        )
-    return BUNDLED_DIR
-
-
 def build_tokenizer(seed: int = 0, bpe_vocab_size: int = BPE_VOCAB_SIZE) -> Any:
     """Train the tiny agent's tokenizer (a transformers ``Qwen2Tokenizer``) on the env-text corpus.
 
@@ -120,7 +104,7 @@ def build_tokenizer(seed: int = 0, bpe_vocab_size: int = BPE_VOCAB_SIZE) -> Any:
     from tokenizers.models import BPE
     from transformers.models.qwen2.tokenization_qwen2 import Qwen2Tokenizer
 
-    from mapo_agent.policy.corpus import make_corpus
+    from tools.tiny_agent.corpus import make_corpus
 
     bpe = Tokenizer(BPE(unk_token=None, continuing_subword_prefix="", end_of_word_suffix="", fuse_unk=False))
     bpe.normalizer = normalizers.NFC()
@@ -212,14 +196,10 @@ def build_tiny_agent(out_dir: str | Path, seed: int = 0) -> Path:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Command line: ``python -m mapo_agent.policy.tiny --out DIR [--seed 0]``."""
+    """Command line: ``python tools/build_tiny_agent.py --out DIR [--seed 0]``."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=BUNDLED_DIR, help="destination folder (default: the bundled one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the corpus and the weights")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     build_tiny_agent(args.out, seed=args.seed)
-
-
-if __name__ == "__main__":
-    main()

@@ -1,0 +1,1 @@
+"""The recipe of the bundled tiny agent: its tokenizer corpus (:mod:`.corpus`) and builder (:mod:`.build`)."""

@@ -14,13 +14,14 @@ there unless ``--overwrite`` says so.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,22 @@ def check_model(name_or_path: str | None, flag: str = "--model") -> None:
             f"{flag} {text!r} is not in the local Hugging Face cache and the hub is switched off "
             "(HF_HUB_OFFLINE); download it first or give a local folder"
         )
+
+
+@contextlib.contextmanager
+def model_loading(flag: str, name_or_path: str | None) -> Iterator[None]:
+    """Turn a model loader's ``OSError`` / ``ValueError`` (unknown hub id, broken checkpoint) into a named error.
+
+    The checks above catch what a path can tell; this catches what only loading can (a hub id that
+    does not exist, weights that do not match the config), still as one line.
+    """
+    try:
+        yield
+    except (OSError, ValueError) as error:
+        if isinstance(error, MapoError):
+            raise
+        shown = "the bundled agent" if name_or_path is None else repr(str(name_or_path))
+        raise ConfigError(f"{flag} {shown} could not be loaded: {type(error).__name__}: {_short(error)}") from error
 
 
 def _hub_offline() -> bool:

@@ -185,12 +185,13 @@ def run(config: EvalConfig, questions: list[int] | None = None, env_kwargs: dict
 
     if questions is None or env_kwargs is None:
         questions, env_kwargs = preflight(config)
-    policy = HFPolicy.from_pretrained(
-        config.model,
-        device="cpu" if config.cpu else None,
-        temperature=config.temperature if config.temperature > 0 else 1.0,
-        max_new_tokens=config.max_new_tokens,
-    )
+    with checks.model_loading("--model", config.model):
+        policy = HFPolicy.from_pretrained(
+            config.model,
+            device="cpu" if config.cpu else None,
+            temperature=config.temperature if config.temperature > 0 else 1.0,
+            max_new_tokens=config.max_new_tokens,
+        )
     generate = {"do_sample": config.temperature > 0}
     report = evaluate(
         policy,

@@ -74,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
         preflight(config)
         from mapo_agent.trainer import Trainer
 
-        summary = Trainer(config).train()
+        with checks.model_loading("--model.name-or-path", config.model.name_or_path):
+            trainer = Trainer(config)
+        summary = trainer.train()
     except MapoError as error:
         return report_error(PROG, error)
     except KeyboardInterrupt:
@@ -86,6 +88,11 @@ def main(argv: list[str] | None = None) -> int:
     if accuracy is not None:
         ci, episodes = 100 * summary["ci95"], summary["num_questions"]
         print(f"held-out accuracy {100 * accuracy:.1f}% ± {ci:.1f} ({episodes} episodes)")
+    if "peak_rss_mb" in summary:
+        print(
+            f"memory: micro-batches of <= {summary['max_tokens_per_micro_batch']} tokens, generation chunks of <= "
+            f"{summary['max_tokens_per_generation']} tokens; peak RSS {summary['peak_rss_mb'] / 1024:.2f} GB"
+        )
     print(f"run written to {config.output_dir}")
     return 0
 

@@ -149,7 +149,10 @@ def run(config: VizConfig) -> list[Path]:
     from mapo_env.oracle import Oracle
     from mapo_env.wrappers import RecordEpisodes
 
-    policy = None if config.oracle else HFPolicy.from_pretrained(config.model, max_new_tokens=config.max_new_tokens)
+    policy = None
+    if not config.oracle:
+        with checks.model_loading("--model", config.model):
+            policy = HFPolicy.from_pretrained(config.model, max_new_tokens=config.max_new_tokens)
     out = Path(config.output_dir)
     if config.overwrite:
         checks.remove_outputs(out, EPISODE_FILES)

@@ -253,3 +253,13 @@ def test_any_env_kwarg_value_passes_or_is_a_named_error(env_id, data):
         checks.check_env(env_id, {key: value})
     except MapoError as error:
         assert "\n" not in checks.one_line(error)
+
+
+@pytest.mark.parametrize("prog", MAINS)
+def test_a_model_folder_that_does_not_load_is_one_line(prog, capsys, tmp_path):
+    """What only loading can tell (here: no processor, no weights) is still a one-line error, exit code 2."""
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    line = refused(prog, [MODEL_FLAG[prog], str(broken)], capsys, tmp_path / "out")
+    assert "could not be loaded" in line

@@ -262,11 +262,27 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         max_label_words = check_int("max_label_words", max_label_words, minimum=1)
         patch_size = check_int("patch_size", patch_size, minimum=1)
         smallest = patch_size * patch_size  # one patch: the smallest image there is
-        max_pixels = check_int("max_pixels", max_pixels, minimum=smallest)
-        min_pixels = check_int("min_pixels", min_pixels, minimum=1, maximum=max_pixels)
-        crop_max_pixels = max_pixels if crop_max_pixels is None else crop_max_pixels
-        crop_max_pixels = check_int("crop_max_pixels", crop_max_pixels, minimum=smallest)
-        crop_min_pixels = check_int("crop_min_pixels", crop_min_pixels, minimum=1, maximum=crop_max_pixels)
+        max_pixels = check_int("max_pixels", max_pixels, minimum=1)
+        min_pixels = check_int("min_pixels", min_pixels, minimum=1)
+        crop_max_default = crop_max_pixels is None
+        crop_max_pixels = max_pixels if crop_max_default else check_int("crop_max_pixels", crop_max_pixels, minimum=1)
+        crop_min_pixels = check_int("crop_min_pixels", crop_min_pixels, minimum=1)
+        for name, value in (("max_pixels", max_pixels), ("crop_max_pixels", crop_max_pixels)):
+            if value < smallest:
+                raise ConfigError(
+                    f"{name}={value} is below one patch of patch_size={patch_size} ({smallest} pixels): no image "
+                    "fits; raise it or lower patch_size"
+                )
+        if min_pixels > max_pixels:
+            raise ConfigError(
+                f"min_pixels={min_pixels} is above max_pixels={max_pixels}; lower one or raise the other"
+            )
+        if crop_min_pixels > crop_max_pixels:
+            raise ConfigError(
+                f"crop_min_pixels={crop_min_pixels} is above crop_max_pixels={crop_max_pixels}"
+                + (" (crop_max_pixels defaults to max_pixels)" if crop_max_default else "")
+                + "; pass a smaller crop_min_pixels or a larger crop_max_pixels"
+            )
         min_crop_px = check_int("min_crop_px", min_crop_px, minimum=1)
         max_aspect_ratio = check_real("max_aspect_ratio", max_aspect_ratio, minimum=1.0)
         shuffle_options = check_bool("shuffle_options", shuffle_options)

@@ -1,4 +1,7 @@
-"""Every environment survives >= 10,000 random and adversarial turns: no exception, a clear message, the right code."""
+"""Every environment survives >= 10,000 random and adversarial turns: no exception, a clear message, the right code.
+
+Also fuzzed: construction with random knob values and reset with random options (ConfigError or a working env).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ import pytest
 import mapo_env  # noqa: F401
 from mapo_env import ENV_IDS
 from mapo_env.actions import ToolError, format_tool_call, parse_action
+from mapo_env.errors import ConfigError
 
 from .test_actions_fuzz import random_turn
 
@@ -79,3 +83,59 @@ def test_env_never_raises_on_model_text(env_id):
             env.reset(seed=rng.randrange(1000), options={"index": 0})
     # the fuzz reached the main paths
     assert {None, "no_action", "bad_json", "bad_bbox", "action_too_long"} <= seen
+
+
+KNOBS = (
+    "max_turns",
+    "max_action_chars",
+    "max_label_words",
+    "max_pixels",
+    "min_pixels",
+    "crop_max_pixels",
+    "crop_min_pixels",
+    "patch_size",
+    "min_crop_px",
+    "max_aspect_ratio",
+    "shuffle_options",
+    "zoom_enabled",
+    "require_think",
+    "correct_reward",
+    "format_reward",
+    "tool_bonus",
+    "tool_error_penalty",
+    "coords",
+    "description_mode",
+    "system_prompt",
+    "num_samples",
+    "dataset_seed",
+)
+ODD_VALUES = (
+    [0, 1, 2, 3, 7, 28, 56, 112, 10**4, 12_544, 10**6, -1, -28, 10**30, 2**63]
+    + [0.0, 0.5, 1.0, 2.5, 30.0, 1e9, float("nan"), float("inf"), -float("inf"), -0.5]
+    + [True, False, None, "", "3", "pixel", "norm", "post", "label", [1], {"a": 1}, b"x"]
+)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_env_construction_and_reset_fuzz(env_id):
+    """Random knob values: the env is built and steps inside its spaces, or ConfigError says which knob."""
+    rng = random.Random(f"construct-{env_id}")
+    built = refused = 0
+    for _ in range(60):
+        kwargs = {name: rng.choice(ODD_VALUES) for name in rng.sample(KNOBS, rng.randint(1, 3))}
+        try:
+            env = gym.make(env_id, alignment=None, **kwargs)
+        except ConfigError as error:
+            assert any(name in str(error) for name in kwargs), (kwargs, error)
+            refused += 1
+            continue
+        built += 1
+        options = rng.choice([None, {"index": 0}, {"index": rng.choice(ODD_VALUES)}, rng.choice(ODD_VALUES)])
+        try:
+            obs, _ = env.reset(seed=rng.randrange(100), options=options)
+        except ConfigError:
+            continue
+        assert obs in env.observation_space
+        obs, reward, *_ = env.step(format_tool_call((0, 0, 40, 30), label="the thing"))
+        assert obs in env.observation_space and isinstance(reward, float)
+    assert built and refused, (built, refused)

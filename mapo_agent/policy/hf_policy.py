@@ -28,11 +28,11 @@ import torch
 
 from mapo_agent.memory import pack_by_tokens
 from mapo_agent.policy import episode as ep
+from mapo_agent.policy.generation import GenerationRequest, GenerationResult, Generator, HFGenerator, SamplingParams
 from mapo_agent.policy.ops import (
     mask_image_patches,
     resolve_device,
     resolve_dtype,
-    sampled_logprobs,
     token_logprobs_and_entropy,
 )
 from mapo_agent.policy.processor import QwenVLProcessor, pad_sequences
@@ -59,6 +59,8 @@ class HFPolicy:
         max_tokens_per_generation: Memory bound of :meth:`generate`: the episodes are generated in chunks
             of at most this many tokens, ``rows * (longest prompt + max_new_tokens)`` with image tokens
             counted (a single longer episode runs alone); ``None`` = one batch.
+        generator: The sampling engine (:class:`~mapo_agent.policy.generation.Generator`); default
+            :class:`~mapo_agent.policy.generation.HFGenerator` on ``model`` itself.
     """
 
     def __init__(
@@ -69,6 +71,7 @@ class HFPolicy:
         top_p: float = 1.0,
         max_new_tokens: int = 256,
         max_tokens_per_generation: int | None = None,
+        generator: Generator | None = None,
     ) -> None:
         if temperature <= 0 or not 0 < top_p <= 1 or max_new_tokens < 1:
             raise ConfigError(
@@ -95,6 +98,10 @@ class HFPolicy:
         self.suppress_token_ids = self._suppress_token_ids()
         self.training_model = model
         """The module :meth:`forward` calls: ``model`` itself, or its distributed wrapper (set by the trainer)."""
+        self.generator: Generator = generator or HFGenerator(
+            lambda: self.model, processor.pad_token_id, processor.mm_token_type_ids
+        )
+        """The sampling engine of :meth:`generate` (:class:`~mapo_agent.policy.generation.HFGenerator` by default)."""
 
     # -------------------------------------------------------------------------------------- loading
     @classmethod
@@ -130,15 +137,15 @@ class HFPolicy:
             min_pixels: Override the image processor's minimum pixels per image.
             max_pixels: Override the image processor's maximum pixels per image.
             chat_template: Override the checkpoint's chat template.
-            **kwargs: ``temperature``, ``top_p``, ``max_new_tokens``, ``max_tokens_per_generation`` go to
-                the constructor; the rest
+            **kwargs: ``temperature``, ``top_p``, ``max_new_tokens``, ``max_tokens_per_generation``,
+                ``generator`` go to the constructor; the rest
                 (``revision``, ``local_files_only``, ``cache_dir``, ...) to ``from_pretrained``.
         """
         from transformers import AutoConfig, AutoModelForImageTextToText
 
         from mapo_agent.policy.tiny import bundled_model_path
 
-        sampling_keys = ("temperature", "top_p", "max_new_tokens", "max_tokens_per_generation")
+        sampling_keys = ("temperature", "top_p", "max_new_tokens", "max_tokens_per_generation", "generator")
         sampling = {k: kwargs.pop(k) for k in sampling_keys if k in kwargs}
         path = str(bundled_model_path() if name_or_path is None else name_or_path)
         config = AutoConfig.from_pretrained(path, **kwargs)
@@ -256,36 +263,29 @@ class HFPolicy:
             return []
         temperature = self.temperature if temperature is None else float(temperature)
         max_new_tokens = self.max_new_tokens if max_new_tokens is None else int(max_new_tokens)
-        config = self._generation_config(
-            do_sample, temperature, self.top_p if top_p is None else top_p, max_new_tokens
+        for i, s in enumerate(states):
+            if s.awaiting_observation:
+                raise ConfigError(
+                    f"episode {i} already has a generated turn without an environment reply; "
+                    "call policy.observe(state, obs) after env.step() before generating again."
+                )
+        params = SamplingParams(
+            do_sample=do_sample,
+            temperature=temperature,
+            top_p=self.top_p if top_p is None else float(top_p),
+            max_new_tokens=max_new_tokens,
+            stop_token_ids=tuple(self.stop_token_ids),
+            suppress_token_ids=tuple(self.suppress_token_ids),
         )
-        lengths = [s.num_tokens + max_new_tokens for s in states]
-        chunks = pack_by_tokens(lengths, self.max_tokens_per_generation)
-        if len(chunks) > 1:  # bounded memory: one generate call per chunk, texts in the order of ``states``
-            texts: dict[int, str] = {}
-            for chunk in chunks:
-                chunk_texts = self._generate_batch([states[i] for i in chunk], config, temperature)
-                texts.update(zip(chunk, chunk_texts))
-            return [texts[i] for i in range(len(states))]
-        return self._generate_batch(states, config, temperature)
-
-    def _generate_batch(self, states: Sequence[ep.EpisodeState], config: Any, temperature: float) -> list[str]:
-        """One ``model.generate`` call for ``states`` (left-padded together); see :meth:`generate`."""
-        inputs = self._generation_inputs(states)
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.inference_mode():
-                out = self.model.generate(**inputs, generation_config=config)
-        finally:
-            self.model.train(was_training)
-        new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]  # (B, N)
-        steps = [
-            sampled_logprobs(logits[:, None], new_tokens[:, i : i + 1], temperature)
-            for i, logits in enumerate(out.logits)
+        requests = [
+            GenerationRequest(s.input_ids, tuple(s.images), tuple(s.pixel_values), tuple(s.image_grid_thw))
+            for s in states
         ]
-        logprobs = torch.cat(steps, dim=1).cpu()  # (B, N)
-        return [self._record_turn(s, row, lp) for s, row, lp in zip(states, new_tokens.cpu(), logprobs)]
+        results: dict[int, GenerationResult] = {}
+        # bounded memory: one engine call per chunk of at most max_tokens_per_generation tokens
+        for chunk in pack_by_tokens([s.num_tokens + max_new_tokens for s in states], self.max_tokens_per_generation):
+            results.update(zip(chunk, self.generator.generate([requests[i] for i in chunk], params)))
+        return [self._record_turn(states[i], results[i]) for i in range(len(states))]
 
     def force_turn(self, state: ep.EpisodeState, text: str) -> None:
         """Append ``text`` as the next assistant turn, as if the model had generated it (teacher forcing).
@@ -475,47 +475,13 @@ class HFPolicy:
         vision += [self.processor.tokenizer.convert_tokens_to_ids(t) for t in ("<|vision_start|>", "<|vision_end|>")]
         return sorted(set(vision) | set(range(len(self.processor.tokenizer), vocab_size)))
 
-    def _generation_config(self, do_sample: bool, temperature: float, top_p: float, max_new_tokens: int) -> Any:
-        from transformers import GenerationConfig
-
-        sampling = {"temperature": temperature, "top_p": top_p, "top_k": 0} if do_sample else {}
-        return GenerationConfig(
-            do_sample=do_sample,
-            **(sampling or {"temperature": 1.0, "top_p": 1.0, "top_k": 50}),  # greedy: the no-op defaults
-            max_new_tokens=max_new_tokens,
-            repetition_penalty=1.0,
-            num_beams=1,
-            eos_token_id=self.stop_token_ids,
-            pad_token_id=self.processor.pad_token_id,
-            bos_token_id=None,
-            suppress_tokens=self.suppress_token_ids,
-            output_logits=True,
-            return_dict_in_generate=True,
-        )
-
-    def _generation_inputs(self, states: Sequence[ep.EpisodeState]) -> dict[str, torch.Tensor]:
-        for i, s in enumerate(states):
-            if s.awaiting_observation:
-                raise ConfigError(
-                    f"episode {i} already has a generated turn without an environment reply; "
-                    "call policy.observe(state, obs) after env.step() before generating again."
-                )
-        input_ids, attention_mask = pad_sequences([s.input_ids for s in states], self.processor.pad_token_id, "left")
-        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
-        inputs["mm_token_type_ids"] = self.processor.mm_token_type_ids(input_ids)
-        grids = [g for s in states for g in s.image_grid_thw]
-        if grids:
-            inputs["pixel_values"] = torch.cat([p for s in states for p in s.pixel_values]).to(self.dtype)
-            inputs["image_grid_thw"] = torch.stack(grids)
-        return {k: v.to(self.device) for k, v in inputs.items()}
-
-    def _record_turn(self, state: ep.EpisodeState, tokens: torch.Tensor, logprobs: torch.Tensor) -> str:
-        ids = tokens.tolist()
+    def _record_turn(self, state: ep.EpisodeState, result: GenerationResult) -> str:
+        ids = list(result.token_ids)
         stops = [i for i, t in enumerate(ids) if t in self.stop_token_ids]
         stopped = bool(stops)
         length = stops[0] + 1 if stopped else len(ids)
         text = self.processor.decode(ids[: length - 1] if stopped else ids[:length])
-        ep.append_turn(state, ids[:length], logprobs[:length].tolist(), text, stopped)
+        ep.append_turn(state, ids[:length], [float(x) for x in result.logprobs[:length]], text, stopped)
         return text
 
     def _vision_inputs(self, trajectories: list[Trajectory], input_ids: torch.Tensor) -> dict[str, torch.Tensor]:

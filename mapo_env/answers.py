@@ -45,6 +45,12 @@ Rules 4 and 5 are pooled: an option whose distinguishing words are a subset of a
 is dropped (``"dark red"`` beats ``"red"``); exactly one option left is the match, otherwise the answer
 is ambiguous (``"plastic or wood"``) and matches nothing.
 
+6. **Letter inside a sentence** (``"letter"``), when rules 3-5 name nothing: the answer refers to
+   exactly one option letter explicitly, as ``"option C"``, ``"the answer is C"``, ``"choice C"`` or
+   ``"(C)"`` (capital letter; ``"I'd go with option C because..."``); a letter stated as *the answer*
+   wins over other mentions (``"Option A is wrong, the answer is B"``). A bare capital letter in a
+   sentence is not read as a letter: ``"A"`` is also an article.
+
 Examples:
     >>> options = ["The cap is white.", "The cap is blue."]
     >>> match_answer("B", options), match_answer("(a)", options), match_answer("Option B", options)
@@ -93,6 +99,15 @@ _PREFIX_RE = re.compile(r"(?:the\s+)?(?:(?:correct|final)\s+)?(?:answer|option|c
 _LETTER_ALONE_RE = re.compile(r"[(\[]?([A-Za-z])[)\].:]?")
 _LETTER_TEXT_RE = re.compile(r"(?:[(\[]([A-Za-z])[)\]][.:]?\s*|([A-Za-z])[.:)]\s+)(\S.*)", re.S)
 _NON_WORD_RE = re.compile(r"[\W_]+")
+_ANSWER_LETTER_RE = re.compile(
+    r"\b(?i:answer)(?:\s+(?i:is|would\s+be|should\s+be))?\s*[:\-]?\s*[(\[]?([A-Z])[)\]]?(?![\w'])"
+    r"(?!\s*(?i:or|and|/|,)\s*[(\[]?[A-Z]\b)"
+)
+_LETTER_MENTION_RE = re.compile(
+    r"(?:\b(?i:answer|option|choice|letter)(?:\s+(?i:is|would\s+be|should\s+be))?\s*[:\-]?\s*"
+    r"[(\[]?([A-Z])[)\]]?|[(\[]([A-Z])[)\]])(?![\w'])"
+    r"(?!\s*(?i:or|and|/|,)\s*[(\[]?[A-Z]\b)"
+)
 _CLAUSE_RE = re.compile(r"[,;:.!?()\[\]{}\n\r\"\u2014\u2013]+")
 _NEGATED = "~"  # prefix of a word inside a negation's scope
 _NEGATION_SCOPE = 3  # content words a negation covers
@@ -201,7 +216,8 @@ def grade_answer(answer: str, options: Sequence[str]) -> AnswerMatch:
             return AnswerMatch(by_text.index, "letter") if by_text.index == letter else by_text
         if letter < len(options):
             return AnswerMatch(letter, "letter")
-    return grader.grade_text(text)
+    by_text = grader.grade_text(text)
+    return by_text if by_text.index is not None else _letter_mention(text, len(options))
 
 
 def _check_options(options: Sequence[str]) -> None:
@@ -224,6 +240,24 @@ def _letter_form(text: str) -> tuple[int | None, str | None]:
             letter = next(g for g in match.groups()[:2] if g)
             return ord(letter.upper()) - ord("A"), with_text.group(3) if with_text else None
     return None, None
+
+
+def _letter_mention(text: str, num_options: int) -> AnswerMatch:
+    """Rule 6: the one option letter the text names explicitly (``"option C"``, ``"(C)"``), if any."""
+    letters = {m.group(1) for m in _ANSWER_LETTER_RE.finditer(text) if not _negated_at(text, m.start())}
+    if len(letters) != 1:
+        mentions = (m for m in _LETTER_MENTION_RE.finditer(text) if not _negated_at(text, m.start()))
+        letters = {next(g for g in m.groups() if g) for m in mentions}
+    if len(letters) != 1:
+        return _NO_MATCH
+    index = ord(letters.pop()) - ord("A")
+    return AnswerMatch(index, "letter") if index < num_options else _NO_MATCH
+
+
+def _negated_at(text: str, position: int) -> bool:
+    """Whether a negation stands among the three words before ``position`` in its clause (``"not option A"``)."""
+    clause = _CLAUSE_RE.split(text[max(0, position - 80) : position].casefold())[-1]
+    return any(w in _NEGATORS or w == "t" for w in _NON_WORD_RE.sub(" ", clause).split()[-3:])
 
 
 def _words(text: str) -> list[str]:

@@ -101,12 +101,12 @@ _LETTER_TEXT_RE = re.compile(r"(?:[(\[]([A-Za-z])[)\]][.:]?\s*|([A-Za-z])[.:)]\s
 _NON_WORD_RE = re.compile(r"[\W_]+")
 _ANSWER_LETTER_RE = re.compile(
     r"\b(?i:answer)(?:\s+(?i:is|would\s+be|should\s+be))?\s*[:\-]?\s*[(\[]?([A-Z])[)\]]?(?![\w'])"
-    r"(?!\s*(?i:or|and|/|,)\s*[(\[]?[A-Z]\b)"
+    r"(?!\s*(?i:or|and|/)\s*[(\[]?[A-Z]\b)"
 )
 _LETTER_MENTION_RE = re.compile(
     r"(?:\b(?i:answer|option|choice|letter)(?:\s+(?i:is|would\s+be|should\s+be))?\s*[:\-]?\s*"
     r"[(\[]?([A-Z])[)\]]?|[(\[]([A-Z])[)\]])(?![\w'])"
-    r"(?!\s*(?i:or|and|/|,)\s*[(\[]?[A-Z]\b)"
+    r"(?!\s*(?i:or|and|/)\s*[(\[]?[A-Z]\b)"
 )
 _CLAUSE_RE = re.compile(r"[,;:.!?()\[\]{}\n\r\"\u2014\u2013]+")
 _NEGATED = "~"  # prefix of a word inside a negation's scope

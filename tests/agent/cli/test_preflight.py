@@ -263,3 +263,31 @@ def test_a_model_folder_that_does_not_load_is_one_line(prog, capsys, tmp_path):
     (broken / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
     line = refused(prog, [MODEL_FLAG[prog], str(broken)], capsys, tmp_path / "out")
     assert "could not be loaded" in line
+
+
+def flags_of(main) -> list[str]:
+    """Every flag of a CLI's parser (but --help)."""
+    from mapo_agent.cli.args import build_parser
+
+    config_class = {train.main: train.TrainConfig, evaluate.main: EvalConfig, visualize.main: VizConfig}[main]
+    parser = build_parser(config_class, "fuzz", "")
+    return sorted(s for action in parser._actions for s in action.option_strings if s not in ("-h", "--help"))
+
+
+tokens = st.text(string.ascii_letters + string.digits + "=-_.,/{}[]\":' ", max_size=12)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(main=st.sampled_from([train.main, evaluate.main, visualize.main]), data=st.data())
+def test_fuzzed_command_lines_end_in_a_clean_refusal(main, data, capsys, tmp_path_factory):
+    """Random flags and values, then one setting out of range: always exit code 2 and one line, never a traceback."""
+    flags = flags_of(main)
+    argv = []
+    for _ in range(data.draw(st.integers(0, 4))):
+        argv += [data.draw(st.sampled_from(flags)), *data.draw(st.lists(tokens, max_size=2))]
+    out = tmp_path_factory.mktemp("fuzz") / "out"
+    bad = {train.main: ["--steps", "-1"], evaluate.main: ["--k", "0"], visualize.main: ["--episodes", "0"]}[main]
+    code = main([*argv, "--output-dir", str(out), *bad])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not out.exists()

@@ -80,7 +80,7 @@ def test_mme_entry_values(tmp_path_factory, key: str, value: object) -> None:
 
 
 @SETTINGS
-@given(st.sampled_from(HEADER), st.text(st.characters(exclude_characters="\x00"), max_size=12))
+@given(st.sampled_from(HEADER), st.text(st.characters(codec="utf-8", exclude_characters="\x00"), max_size=12))
 def test_hrbench_cells(tmp_path_factory, column: str, value: str) -> None:
     rows = good_rows()
     rows[1][HEADER.index(column)] = value

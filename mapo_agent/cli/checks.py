@@ -113,9 +113,9 @@ def check_env(env_id: str, env_kwargs: dict[str, Any], flag: str = "--env-kwargs
         env = gym.make(env_id, **env_kwargs)
     except DatasetError:  # the message names the path
         raise
-    except (ConfigError, UnknownNameError) as error:
-        raise type(error)(f"{flag} {env_id}: {error}") from error
-    except MapoError:
+    except MapoError as error:
+        if type(error) in (ConfigError, UnknownNameError):  # say which flag it came from
+            raise type(error)(f"{flag} {env_id}: {error}") from error
         raise
     except Exception as error:  # a value the constructor did not expect: still the user's argument, one line
         raise ConfigError(

@@ -24,7 +24,9 @@ DESCRIPTION = """\
 Evaluate a model on a MAPO environment with the protocol of the thinking-with-images papers:
 every question is answered k times with its options reshuffled each time, and the report gives
 Avg@k with a 95% confidence interval (questions as the unit), a per-category table, alignment,
-tool use and target IoU. Writes <output-dir>/<stem>.json and <stem>.md.
+tool use and target IoU. Writes <output-dir>/<stem>.json and <stem>.md. With --env-kwargs
+zoom_enabled=false (the tool-disabled ablation) the zoom calls are counted as
+eval/disabled_tool_calls; tool calls, alignment and target IoU cover crops actually shown (n/a: none).
 
 Which questions: the first --num-questions of the dataset (the test split of a procedural env),
 or another subset with --question-offset (a contiguous slice) or --sample-seed (drawn at random).

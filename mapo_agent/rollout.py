@@ -103,7 +103,10 @@ class RolloutWorker:
 
     def _envs(self, n: int) -> list[gym.Env]:
         while len(self.envs) < n:
-            self.envs.append(gym.make(self.env_id, **self.env_kwargs))
+            env = gym.make(self.env_id, **self.env_kwargs)
+            if self.envs:
+                share_dataset(env, self.envs[0])
+            self.envs.append(env)
         return self.envs[:n]
 
     def run(
@@ -218,6 +221,23 @@ def _copy_trajectory(trajectory: Trajectory) -> Trajectory:
         turn_spans=list(trajectory.turn_spans),
         info=dict(trajectory.info),
     )
+
+
+def share_dataset(env: gym.Env, source: gym.Env) -> None:
+    """Make ``env`` draw its questions from ``source``'s dataset (both built with the same ``gym.make`` arguments).
+
+    Every environment builds its own dataset, and a procedural one keeps its last scenes in an LRU: with
+    one environment per concurrent episode, the G episodes of a question would each draw the scene (a
+    V* scene is 2246x1582 pixels, 11 MB) and every environment would keep up to ``cache_size`` of them,
+    memory growing with the number of environments times the cache. Shared, a question's scene is drawn
+    once per group and the worker holds the scenes of its live episodes plus one cache. The datasets are
+    interchangeable: same class, same length, same arguments.
+    """
+    base, other = env.unwrapped, source.unwrapped
+    if not (isinstance(base, ThinkWithImagesEnv) and isinstance(other, ThinkWithImagesEnv)):
+        return
+    if type(base.dataset) is type(other.dataset) and len(base.dataset) == len(other.dataset):
+        base.dataset = other.dataset
 
 
 def grounding_of(env: gym.Env) -> Grounding | None:

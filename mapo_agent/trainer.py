@@ -460,6 +460,8 @@ class Trainer:
 
     def _worker(self, stage: Stage) -> RolloutWorker:
         if stage.name not in self.workers:
+            for name in list(self.workers):  # stages run in order: free an earlier stage's envs and their scenes
+                self.workers.pop(name).close()
             self.workers[stage.name] = RolloutWorker(self.config.env.id, stage.env_kwargs)
         return self.workers[stage.name]
 

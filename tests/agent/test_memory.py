@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mapo_agent.memory import pack_by_tokens, padded_tokens, peak_rss_bytes
+from mapo_agent.rollout import RolloutWorker
 from mapo_env.errors import ConfigError
 
 lengths_st = st.lists(st.integers(0, 400), min_size=0, max_size=40)
@@ -96,3 +97,14 @@ def test_peak_rss_is_the_kernels_high_water_mark_in_bytes():
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024  # e.g. subprocesses of other tests
     assert peak >= block.nbytes
     assert high_water - 4 * 2**20 <= peak <= high_water + children + 4 * 2**20  # KiB read as bytes would fail
+
+
+def test_a_workers_envs_share_one_dataset_so_a_group_draws_its_scene_once():
+    worker = RolloutWorker("MAPO-VStar-v0", {"alignment": "lexical"})
+    envs = worker._envs(3)
+    assert all(env.unwrapped.dataset is envs[0].unwrapped.dataset for env in envs)
+    for env in envs:
+        env.reset(seed=0, options={"index": 7})
+    samples = [env.unwrapped.current_sample for env in envs]
+    assert samples[1] is samples[0] and samples[2] is samples[0]  # one scene in memory, not three
+    worker.close()

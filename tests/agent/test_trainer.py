@@ -56,7 +56,9 @@ def test_a_callback_can_stop_the_run_early(tmp_path):
 
 def test_run_writes_every_artifact(tmp_path):
     config = tiny_config(tmp_path)
-    summary = Trainer(config).train()
+    trainer = Trainer(config)
+    summary = trainer.train()
+    assert list(trainer.workers) == ["rl"]  # the cold start's environments were closed when RL began
     run = Path(config.output_dir)
     for name in ("config.json", "metrics.jsonl", "summary.json", "eval.json", "eval.md", "final/config.json"):
         assert (run / name).is_file(), name

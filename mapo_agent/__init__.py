@@ -12,18 +12,28 @@ Adding an algorithm is one module with a config dataclass and a class decorated 
 ``@ALGORITHMS.register("name")`` (see :mod:`mapo_agent.algorithms.base`); the trainer never looks at names.
 """
 
-from mapo_agent.algorithms import ADVANTAGE_ESTIMATORS, ALGORITHMS, Algorithm, AlgorithmConfig, make_algorithm
-from mapo_agent.config import TrainConfig
-from mapo_agent.policy import HFPolicy
-from mapo_agent.trainer import Trainer
+from __future__ import annotations
 
-__all__ = [
-    "ADVANTAGE_ESTIMATORS",
-    "ALGORITHMS",
-    "Algorithm",
-    "AlgorithmConfig",
-    "HFPolicy",
-    "TrainConfig",
-    "Trainer",
-    "make_algorithm",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ADVANTAGE_ESTIMATORS": "mapo_agent.algorithms",
+    "ALGORITHMS": "mapo_agent.algorithms",
+    "Algorithm": "mapo_agent.algorithms",
+    "AlgorithmConfig": "mapo_agent.algorithms",
+    "make_algorithm": "mapo_agent.algorithms",
+    "TrainConfig": "mapo_agent.config",
+    "HFPolicy": "mapo_agent.policy",
+    "Trainer": "mapo_agent.trainer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """Import the public names on first use, so ``mapo-eval --help`` and its refusals stay fast."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'mapo_agent' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
+    globals()[name] = value
+    return value

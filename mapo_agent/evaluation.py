@@ -246,7 +246,7 @@ def evaluate(
             raise :class:`EvaluationInterrupted` carrying their report instead of the bare exception.
 
     An environment built with ``zoom_enabled=False`` answers every zoom call with the full view again;
-    its trajectories are marked ``info["zoom_enabled"] = False`` so that the metrics count those calls
+    the rollout worker marks its trajectories ``info["zoom_enabled"] = False`` so that the metrics count those calls
     as disabled, not as crops (see :func:`mapo_agent.metrics.trajectory_metrics`).
     """
     import torch
@@ -274,9 +274,6 @@ def evaluate(
                     first_group_id=start,
                     reset_seeds=[base + q for q in chunk],  # a question's option order does not depend on batching
                 )
-                if not all(getattr(env.unwrapped, "zoom_enabled", True) for env in worker.envs):
-                    for t in played:
-                        t.info["zoom_enabled"] = False
                 trajectories += played
     except (Exception, KeyboardInterrupt) as error:
         if not keep_partial or not trajectories:

@@ -186,6 +186,8 @@ class RolloutWorker:
             grounding = grounding_of(env)
             if grounding is not None:
                 record.info["grounding"] = grounding
+            if not getattr(env.unwrapped, "zoom_enabled", True):  # the ablation: calls return the full view
+                record.info["zoom_enabled"] = False
         trajectories = [
             policy.to_trajectory(
                 states[j],

@@ -24,7 +24,9 @@ These checks find such files from the decoder's *behaviour*, so they need no acc
 The comparisons are at full resolution: the last bytes of a scan often hold only the high-frequency
 terms of the last block, which a reduced-scale decode (Pillow's ``draft``) never looks at. Cost: three
 Pillow decodes, once per distinct image content (:mod:`mapo_env.data.io` remembers the content hashes
-it verified; decoded images are also cached).
+it verified; decoded images are also cached). Measured on the 43 local V* JPEGs (3.4 MP median, one
+thread, a busy 2-core machine): the first decode of an image takes 178 ms instead of OpenCV's 30 ms;
+later decodes of the same content take 30 ms.
 Damaged bytes that still decode as a valid stream (libjpeg prints no warning for them either), or
 that make the decoder stop fewer than 8 bytes early, are not caught.
 

@@ -15,7 +15,6 @@ loadable model folder) and ``summary.json``.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import json
 import logging
@@ -425,7 +424,7 @@ class Trainer:
             accelerate_logger.setLevel(level)
         if self.accelerator.is_main_process:
             if self.reference is not None:
-                self.reference.base_model.save_pretrained(str(folder / "reference"))
+                self.reference.save_pretrained(folder / "reference")
             ckpt.write_state(folder, {"step": step, "config": self.config.to_dict()})
             ckpt.prune(self.run_dir, self.config.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -477,10 +476,7 @@ class Trainer:
 
     def _frozen_copy(self) -> HFPolicy:
         """A frozen copy of the current policy (the reference model of KL-regularised stages)."""
-        model = copy.deepcopy(self.policy.base_model).eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        return HFPolicy(model, self.policy.processor, temperature=self.policy.temperature)
+        return self.policy.frozen_copy()
 
     def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
         """Mean of each metric over processes (NaN-aware); identity on one process."""

@@ -17,6 +17,7 @@ temperature, entropy, optional last hidden states, optional PAPO patch masking).
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
@@ -181,6 +182,13 @@ class HFPolicy:
             self.model = self.training_model = self.model.merge_and_unload()
         self.model.save_pretrained(str(directory))
         self.processor.save_pretrained(directory)
+
+    def frozen_copy(self) -> HFPolicy:
+        """A copy of the current weights that never trains (a reference model for a KL term)."""
+        model = copy.deepcopy(self.base_model).eval()
+        for p in model.parameters():
+            p.requires_grad_(False)
+        return HFPolicy(model, self.processor, temperature=self.temperature, top_p=self.top_p)
 
     def enable_gradient_checkpointing(self) -> None:
         """Recompute activations during backward (non-reentrant, works with LoRA)."""

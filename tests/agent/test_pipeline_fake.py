@@ -123,6 +123,13 @@ class CannedPolicy:
     def eval(self) -> CannedPolicy:
         return self.train(False)
 
+    def frozen_copy(self) -> CannedPolicy:
+        copy = CannedPolicy(CANNED)
+        copy.model.load_state_dict(self.model.state_dict())
+        for p in copy.model.parameters():
+            p.requires_grad_(False)
+        return copy
+
     def save_pretrained(self, directory: str | Path, merge_lora: bool = False) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
         torch.save(self.model.state_dict(), Path(directory) / "fake.pt")
@@ -138,10 +145,12 @@ def test_canned_texts_go_through_env_rollout_and_algorithm():
     zoomed = [t for t in trajectories if t.num_tool_calls]  # episodes that drew the well-formed call
     assert zoomed and all(len(t.alignment_scores) == t.num_tool_calls for t in zoomed)
     assert all(t.num_turns >= 1 and sum(t.loss_mask) > 0 for t in trajectories)
-    prepared = make_algorithm("mapo").prepare(trajectories)
+    mapo = make_algorithm("mapo")
+    prepared = mapo.prepare(trajectories)
     assert prepared.advantages.shape == (6,)
     batch = policy.collate(prepared.trajectories, prepared.advantages)
-    loss, metrics = make_algorithm("mapo").loss(policy, batch)
+    batch.ref_logprobs = policy.frozen_copy().forward(batch).logprobs  # GRPO's KL to the reference (0.04)
+    loss, metrics = mapo.loss(policy, batch)
     assert torch.isfinite(loss) and "train/loss" in metrics
 
 

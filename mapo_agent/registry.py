@@ -71,6 +71,16 @@ class Registry(Generic[T]):
             )
         return self._items[name]
 
+    def unregister(self, name: str) -> T:
+        """Remove ``name`` and return what it named (for tests and notebooks that register throwaway entries).
+
+        Raises:
+            UnknownNameError: ``name`` is not registered.
+        """
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
     def names(self) -> list[str]:
         """Registered names, sorted."""
         return sorted(self._items)

@@ -20,20 +20,34 @@ from mapo_env.oracle import Oracle
 
 __version__ = "0.1.0"
 
-# ----------------------------------------------------------------- V* Bench
-register(id="MAPO-VStar-v0", entry_point="mapo_env.envs.vstar:VStarEnv")
+_BUNDLED_ENVS: tuple[tuple[str, str, dict], ...] = (
+    ("MAPO-VStar-v0", "mapo_env.envs.vstar:VStarEnv", {}),  # V* Bench
+    ("MAPO-HRBench4K-v0", "mapo_env.envs.hrbench:HRBenchEnv", {"resolution": "4k"}),  # HR-Bench
+    ("MAPO-HRBench8K-v0", "mapo_env.envs.hrbench:HRBenchEnv", {"resolution": "8k"}),
+    ("MAPO-TextSpot-v0", "mapo_env.envs.textspot:TextSpotEnv", {}),  # MME-RealWorld-style text spotting
+    ("MAPO-Tiles-v0", "mapo_env.envs.tiles:TilesEnv", {}),  # the small, fast env for CPU training
+)
+for _env_id, _entry_point, _kwargs in _BUNDLED_ENVS:
+    register(id=_env_id, entry_point=_entry_point, kwargs=_kwargs)
 
-# ----------------------------------------------------------------- HR-Bench
-register(id="MAPO-HRBench4K-v0", entry_point="mapo_env.envs.hrbench:HRBenchEnv", kwargs={"resolution": "4k"})
-register(id="MAPO-HRBench8K-v0", entry_point="mapo_env.envs.hrbench:HRBenchEnv", kwargs={"resolution": "8k"})
+ENV_IDS: tuple[str, ...] = tuple(env_id for env_id, _, _ in _BUNDLED_ENVS)
+"""Every id this package registers (derived from the registrations above)."""
 
-# ----------------------------------------------------------------- MME-RealWorld style text spotting
-register(id="MAPO-TextSpot-v0", entry_point="mapo_env.envs.textspot:TextSpotEnv")
 
-# ----------------------------------------------------------------- small, fast env for CPU training
-register(id="MAPO-Tiles-v0", entry_point="mapo_env.envs.tiles:TilesEnv")
+def registered_env_ids() -> list[str]:
+    """Every ``MAPO-*`` id Gymnasium knows now: the bundled ones and any a user registered."""
+    import gymnasium as gym
 
-ENV_IDS = ("MAPO-VStar-v0", "MAPO-HRBench4K-v0", "MAPO-HRBench8K-v0", "MAPO-TextSpot-v0", "MAPO-Tiles-v0")
-"""Every id this package registers."""
+    return sorted(env_id for env_id in gym.registry if env_id.startswith("MAPO-"))
 
-__all__ = ["ENV_IDS", "Oracle", "ParsedAction", "ThinkWithImagesEnv", "ToolError", "ZoomCall", "parse_action"]
+
+__all__ = [
+    "ENV_IDS",
+    "Oracle",
+    "ParsedAction",
+    "ThinkWithImagesEnv",
+    "ToolError",
+    "ZoomCall",
+    "parse_action",
+    "registered_env_ids",
+]

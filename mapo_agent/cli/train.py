@@ -45,6 +45,32 @@ examples:
   accelerate launch --num_processes 2 --cpu -m mapo_agent.cli.train --steps 4   # several processes (DDP)
 """
 
+
+def algorithm_options() -> str:
+    """Every registered algorithm's options with their defaults (for ``--algo-kwargs`` / ``--sft-kwargs``)."""
+    import dataclasses
+    import textwrap
+
+    from mapo_agent.algorithms import ALGORITHMS, AdvantageConfig
+
+    def fields(cls: type) -> str:
+        items = []
+        for f in dataclasses.fields(cls):
+            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+            items.append(f"{f.name}=" + ("{...}" if dataclasses.is_dataclass(default) else repr(default)))
+        return ", ".join(items)
+
+    lines = ["", "algorithm options (--algo-kwargs KEY=VALUE ...; checked before anything loads):"]
+    for name in ALGORITHMS.names():
+        text = f"{name}: {fields(ALGORITHMS.get(name).config_class)}"
+        lines += textwrap.wrap(text, 110, initial_indent="  ", subsequent_indent="      ")
+    text = 'advantage (the estimators\' settings, e.g. advantage=\'{"semantic_scale": "center"}\'): ' + fields(
+        AdvantageConfig
+    )
+    lines += textwrap.wrap(text, 110, initial_indent="  ", subsequent_indent="      ")
+    return "\n".join(lines) + "\n"
+
+
 RUN_ENTRIES = (
     "config.json",
     "metrics.jsonl",
@@ -65,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("accelerate", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
     try:
-        config = parse_dataclass(TrainConfig, argv, PROG, DESCRIPTION, EPILOG)
+        config = parse_dataclass(TrainConfig, argv, PROG, DESCRIPTION, EPILOG + algorithm_options())
     except SystemExit as stop:  # --help (0) or a usage error (2), already printed on one line
         return stop.code if isinstance(stop.code, int) else 2
     except MapoError as error:

@@ -133,3 +133,14 @@ def test_train_progress_bar_shows_the_stage_and_the_models_own_numbers(tmp_path,
     assert sft and rl, captured.err[-2000:]
     assert all("loss=" in b and "reward=" not in b and "accuracy=" not in b for b in sft)
     assert all("reward=" in b and "held_out_acc=" in b for b in rl)
+
+
+def test_train_help_lists_every_algorithms_options(capsys):
+    from mapo_agent.algorithms import ALGORITHMS
+    from mapo_agent.cli.train import main as train_main
+
+    assert train_main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name in ALGORITHMS.names():
+        assert f"\n  {name}: loss_agg_mode=" in out
+    assert "semantic_scale='center'" in out and "dynamic_sampling_max_rounds=10" in out

@@ -296,7 +296,7 @@ def format_tool_call(
         if not isinstance(label, str):
             raise ConfigError(f"format_tool_call: label must be a str or None, got {type(label).__name__}.")
         fields.append(f'"label": {json.dumps(label, ensure_ascii=False)}')
-    fields.append(f'"bbox_2d": [{", ".join(_format_number(x, decimals) for x in numbers)}]')
+    fields.append(f'"bbox_2d": [{", ".join(format_coordinate(x, decimals) for x in numbers)}]')
     if image_index is not None:
         if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
             raise ConfigError(f"format_tool_call: image_index must be an int >= 0 or None, got {image_index!r}.")
@@ -618,8 +618,16 @@ def _checked_format_bbox(bbox: Any) -> list[float]:
     return [x for x in numbers if x is not None]
 
 
-def _format_number(x: float, decimals: int = 2) -> str:
-    """Ints as ints, other floats rounded to at most ``decimals`` decimals without trailing zeros."""
+def coordinate_decimals(coords: str) -> int:
+    """Decimals a box needs in the frame ``coords``: 6 for ``"norm"`` ([0, 1]), else 2 (pixels, 0..1000)."""
+    return 6 if coords == "norm" else 2
+
+
+def format_coordinate(x: float, decimals: int = 2) -> str:
+    """One box number as a zoom call writes it (``12``, ``12.5``, ``0.123457``).
+
+    Ints as ints, other floats rounded to at most ``decimals`` decimals without trailing zeros.
+    """
     rounded = round(x, decimals)
     if rounded.is_integer():
         return str(int(rounded))

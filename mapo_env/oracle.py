@@ -21,7 +21,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from mapo_env.actions import format_answer, format_tool_call
+from mapo_env.actions import coordinate_decimals, format_answer, format_tool_call
 from mapo_env.answers import option_letters
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError
@@ -80,7 +80,7 @@ class Oracle:
             if self.think:
                 text += f"<think>I need a closer look at the {target.name}.</think>"
             label = target.caption() if self.label_with_attributes else target.name
-            decimals = 6 if self._base.coords == "norm" else 2
+            decimals = coordinate_decimals(self._base.coords)
             return text + format_tool_call(self.zoom_box(target), label=label, decimals=decimals)
         letter = option_letters(len(env.shown_options))[env.shown_answer_index]
         if self.think:

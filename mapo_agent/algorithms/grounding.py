@@ -34,7 +34,6 @@ boxes, which keeps both readable.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,13 +53,12 @@ from mapo_agent.types import (
     TrainBatch,
     Trajectory,
 )
-from mapo_env.actions import format_tool_call
+from mapo_env.actions import coordinate_decimals, format_coordinate
 from mapo_env.errors import ConfigError
 from mapo_env.geometry import ImageFrame, box_coverage
 
 BoxTuple = tuple[float, float, float, float]
 COORDINATE_NAMES = ("x1", "y1", "x2", "y2")
-_BBOX_RE = re.compile(r'"bbox_2d": \[([^\]]*)\]')
 
 
 @dataclass
@@ -325,8 +323,7 @@ class GroundedSFT(SFT):
         if not self.config.caption_coords:
             return []
         box = frame.from_original(bbox, coords)  # type: ignore[arg-type]
-        call = format_tool_call(box, decimals=6 if coords == "norm" else 2)
-        numbers = [x.strip() for x in _BBOX_RE.search(call).group(1).split(",")]
+        numbers = [format_coordinate(x, coordinate_decimals(coords)) for x in box]  # as the oracle writes them
         ids: list[int] = []
         for name in self.config.caption_coords:
             ids += self._encode(numbers[COORDINATE_NAMES.index(name)])

@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mapo_env.actions import format_answer, format_tool_call
+from mapo_env.actions import coordinate_decimals, format_answer, format_tool_call
 from mapo_env.answers import MAX_OPTIONS, option_letters
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError, InvalidActionType
@@ -140,7 +140,7 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
             (row + 1) * height / self.grid,
         )
         shown = self._base.image_frames[0].from_original(box, self._base.coords)
-        return format_tool_call(shown, label=self.label, decimals=6 if self._base.coords == "norm" else 2)
+        return format_tool_call(shown, label=self.label, decimals=coordinate_decimals(self._base.coords))
 
     def _convert(self, obs: dict[str, Any], info: dict[str, Any]) -> dict[str, np.ndarray]:
         size = (self.image_size, self.image_size)

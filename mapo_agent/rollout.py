@@ -22,10 +22,9 @@ from typing import Any, Literal, Protocol
 import gymnasium as gym
 
 import mapo_env  # noqa: F401  (registers the MAPO-* ids)
-from mapo_agent.types import GroundedObject, Grounding, Trajectory
+from mapo_agent.types import Trajectory
 from mapo_env.actions import FAILED_CALL_ERRORS
 from mapo_env.core import ThinkWithImagesEnv
-from mapo_env.errors import ResetNeeded
 from mapo_env.oracle import Oracle
 
 Actor = Literal["policy", "oracle"]
@@ -183,9 +182,6 @@ class RolloutWorker:
                 times.tokenize += time.perf_counter() - t1
             live = still_live
         for record, env in zip(records, envs):
-            grounding = grounding_of(env)
-            if grounding is not None:
-                record.info["grounding"] = grounding
             if not getattr(env.unwrapped, "zoom_enabled", True):  # the ablation: calls return the full view
                 record.info["zoom_enabled"] = False
         trajectories = [
@@ -242,33 +238,6 @@ def share_dataset(env: gym.Env, source: gym.Env) -> None:
         base.dataset = other.dataset
 
 
-def grounding_of(env: gym.Env) -> Grounding | None:
-    """The ground truth of the episode ``env`` just played: its images' regions and the scene's objects.
-
-    Read from ``env.unwrapped`` after the episode (the images are the full view, then every crop, in
-    the order the policy received them). ``None`` for environments that are not a
-    :class:`~mapo_env.core.ThinkWithImagesEnv` or have no episode.
-    """
-    base = env.unwrapped
-    if not isinstance(base, ThinkWithImagesEnv):
-        return None
-    try:
-        sample, frames = base.current_sample, base.image_frames
-    except ResetNeeded:
-        return None
-
-    def grounded(obj: Any) -> GroundedObject:
-        return GroundedObject(obj.name, obj.caption(), tuple(float(v) for v in obj.bbox))
-
-    return Grounding(
-        coords=str(base.coords),
-        regions=tuple(tuple(float(v) for v in f.region) for f in frames),
-        shown_sizes=tuple((int(f.shown_size[0]), int(f.shown_size[1])) for f in frames),
-        objects=tuple(grounded(o) for o in sample.objects),
-        targets=tuple(grounded(t) for t in sample.targets),
-    )
-
-
 @dataclass
 class _EpisodeRecord:
     """What the environment reported over one episode."""
@@ -298,6 +267,8 @@ class _EpisodeRecord:
         self.correct = bool(info["correct"])
         self.truncated = truncated
         self.info = {k: info[k] for k in ("sample_id", "category", "answer", "answer_index", "reward_terms")}
+        if "grounding" in info:  # the step that ended the episode carries its ground truth
+            self.info["grounding"] = info["grounding"]
 
     def fields(self) -> dict[str, Any]:
         return {

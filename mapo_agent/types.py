@@ -14,44 +14,9 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from mapo_env.types import GroundedObject, Grounding
 
-@dataclass(frozen=True)
-class GroundedObject:
-    """An annotated object of an episode's image, as a grounding loss reads it.
-
-    Attributes:
-        name: What the object is called (``"red tile"``): the words a zoom label uses.
-        caption: The name with its attributes (``"checkerboard red tile"``): what a close look shows.
-        bbox: ``(x1, y1, x2, y2)`` in original-image pixels.
-    """
-
-    name: str
-    caption: str
-    bbox: tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class Grounding:
-    """Where each image of an episode comes from and what it shows (ground truth for grounding losses).
-
-    The rollout worker attaches it as ``Trajectory.info["grounding"]`` for environments that know
-    their objects (every :class:`~mapo_env.core.ThinkWithImagesEnv`); a trajectory without it is
-    simply skipped by grounding losses.
-
-    Attributes:
-        coords: The environment's coordinate frame of ``bbox_2d`` (``"pixel"``, ``"norm1000"``, ...).
-        regions: Per image of the trajectory, in order: the region of the original it shows
-            (original pixels; the full view is the whole image, then every crop).
-        shown_sizes: Per image: ``(width, height)`` of the array the model received.
-        objects: Every annotated object of the scene.
-        targets: The objects the question is about, in the order an expert zooms on them.
-    """
-
-    coords: str
-    regions: tuple[tuple[float, float, float, float], ...]
-    shown_sizes: tuple[tuple[int, int], ...]
-    objects: tuple[GroundedObject, ...]
-    targets: tuple[GroundedObject, ...]
+__all__ = ["GroundedObject", "Grounding"]  # re-exported: the environment's ground truth, read by grounding losses
 
 
 @dataclass

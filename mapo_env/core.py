@@ -44,7 +44,7 @@ from mapo_env.geometry import (
 )
 from mapo_env.prompts import crop_reply, default_system_prompt, error_reply, image_part, question_text, text_part
 from mapo_env.spaces import Dialogue, FreeText, ImageSpace
-from mapo_env.types import ObjectAnnotation, VQASample
+from mapo_env.types import GroundedObject, Grounding, ObjectAnnotation, StepInfo, VQASample
 from mapo_env.validation import check_bool, check_choice, check_int, check_real, describe, is_int
 
 DescriptionMode = Literal["label", "post"]
@@ -526,6 +526,8 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         truncated = not terminated and (force_truncate or ep.turn >= self.max_turns)
         ep.done = terminated or truncated
         info = self._info(alignment=alignment, tool_error=error[0] if error else None, **info_extra)
+        if ep.done:
+            info["grounding"] = self.grounding()
         return self._observation(), float(reward), terminated, truncated, info
 
     def render(self) -> str | np.ndarray | None:
@@ -709,6 +711,24 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         ep.fresh_images.clear()
         return {"images": images, "messages": messages}
 
+    def grounding(self) -> Grounding:
+        """The current episode's ground truth: each image's region and shown size, the scene's objects.
+
+        Also in ``info["grounding"]`` of the step that ends the episode.
+        """
+        ep = self._require_episode()
+
+        def grounded(obj: ObjectAnnotation) -> GroundedObject:
+            return GroundedObject(obj.name, obj.caption(), tuple(float(v) for v in obj.bbox))  # type: ignore[arg-type]
+
+        return Grounding(
+            coords=str(self.coords),
+            regions=tuple(tuple(float(v) for v in f.region) for f in ep.frames),  # type: ignore[misc]
+            shown_sizes=tuple((int(f.shown_size[0]), int(f.shown_size[1])) for f in ep.frames),
+            objects=tuple(grounded(o) for o in ep.sample.objects),
+            targets=tuple(grounded(t) for t in ep.sample.targets),
+        )
+
     def _info(
         self,
         *,
@@ -719,7 +739,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         answer_index: int | None = None,
         answer_match: str | None = None,
         reward_terms: dict[str, float] | None = None,
-    ) -> dict[str, Any]:
+    ) -> StepInfo:
         ep = self._require_episode()
         target_iou = target_coverage = None
         if ep.crop_boxes and ep.sample.targets:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypedDict
 
 import numpy as np
 
@@ -91,3 +91,89 @@ class VQASample:
     def answer(self) -> str:
         """The correct option's text."""
         return self.options[self.answer_index]
+
+
+@dataclass(frozen=True)
+class GroundedObject:
+    """An annotated object of an episode's image, as grounding losses read it.
+
+    Attributes:
+        name: What the object is called (``"red tile"``): the words a zoom label uses.
+        caption: The name with its attributes (``"checkerboard red tile"``): what a close look shows.
+        bbox: ``(x1, y1, x2, y2)`` in original-image pixels.
+    """
+
+    name: str
+    caption: str
+    bbox: BBox
+
+
+@dataclass(frozen=True)
+class Grounding:
+    """Where each image of a finished episode comes from and what the scene holds (its ground truth).
+
+    The environment puts it in ``info["grounding"]`` at the end of every episode (the step that
+    terminates or truncates it), so a learner reads it from the step contract, never from the env.
+
+    Attributes:
+        coords: The environment's coordinate frame of ``bbox_2d`` (``"pixel"``, ``"norm1000"``, ...).
+        regions: Per image of the episode, in order: the region of the original it shows
+            (original pixels; the full view is the whole image, then every crop).
+        shown_sizes: Per image: ``(width, height)`` of the array the model received.
+        objects: Every annotated object of the scene.
+        targets: The objects the question is about, in the order an expert zooms on them.
+    """
+
+    coords: str
+    regions: tuple[BBox, ...]
+    shown_sizes: tuple[tuple[int, int], ...]
+    objects: tuple[GroundedObject, ...]
+    targets: tuple[GroundedObject, ...]
+
+
+class _EpisodeEnd(TypedDict, total=False):
+    grounding: Grounding
+    """At the end of an episode: its images' regions and the scene's objects (see :class:`Grounding`)."""
+
+
+class StepInfo(_EpisodeEnd):
+    """The ``info`` dict of :meth:`~mapo_env.core.ThinkWithImagesEnv.reset` and ``step``: one typed contract.
+
+    ``reset`` fills the same keys (with ``None`` / 0 where nothing happened yet); every ``step`` fills
+    all of them; the step that ends an episode (terminated or truncated) adds ``grounding``.
+    """
+
+    alignment: float | None
+    """Score in [0, 1] of this turn's description (label or ``<description>``) against its crop."""
+    alignment_scores: list[float]
+    """Every alignment score of the episode so far, in order."""
+    target_iou: float | None
+    """Best IoU of the last crop with a target object (None without boxes or crops)."""
+    target_coverage: float | None
+    """Best fraction of a target's box inside the last crop."""
+    tool_error: str | None
+    """A :class:`~mapo_env.actions.ToolError` value when the turn could not be carried out."""
+    num_tool_calls: int
+    """Zoom calls that returned a crop so far."""
+    num_tool_errors: int
+    """Turns with a tool error so far."""
+    correct: bool | None
+    """Whether the final answer is right (None before the answer)."""
+    answer: str | None
+    """The text inside ``<answer>`` (None before the answer)."""
+    answer_index: int | None
+    """The option the answer was graded as (None: no option matched)."""
+    answer_match: str | None
+    """How it was matched: ``"letter"``, ``"text"``, ``"distinguishing_words"`` or ``"none"``."""
+    crop_box: BBox | None
+    """The last crop's region in original pixels."""
+    turn: int
+    """Assistant turns taken."""
+    sample_id: str
+    sample_index: int
+    category: str
+    options: list[str]
+    """The options in the order shown."""
+    option_letters: list[str]
+    reward_terms: dict[str, float] | None
+    """The final reward's parts (at the answer)."""

@@ -1,4 +1,4 @@
-"""The rollout worker attaches each episode's ground truth (Trajectory.info["grounding"]) and copies oracle groups."""
+"""Each episode's ground truth comes through the step contract (info["grounding"] at its end) onto the trajectory."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mapo_agent.policy import HFPolicy
-from mapo_agent.rollout import RolloutWorker, grounding_of
+from mapo_agent.rollout import RolloutWorker
 from mapo_agent.types import Grounding
 
 ENV_KWARGS = {"alignment": "lexical"}
@@ -37,16 +37,28 @@ def test_oracle_trajectories_carry_the_scene(policy):
         assert target.caption.endswith(target.name) and sample.answer in target.caption  # the pattern is in it
 
 
-def test_policy_trajectories_carry_it_too_and_other_envs_give_none(policy):
-    import gymnasium as gym
-
+def test_policy_trajectories_carry_it_too(policy):
     worker = RolloutWorker("MAPO-Tiles-v0", ENV_KWARGS)
     torch.manual_seed(0)
     (trajectory,) = worker.run(policy, [1], 1, seed=0)
     grounding = trajectory.info["grounding"]
     assert len(grounding.regions) == len(trajectory.images) >= 1
-    assert grounding_of(gym.make("CartPole-v1")) is None
-    assert grounding_of(gym.make("MAPO-Tiles-v0")) is None  # no episode yet
+
+
+def test_the_env_emits_it_only_at_the_end_of_an_episode():
+    import gymnasium as gym
+
+    import mapo_env
+
+    env = gym.make("MAPO-Tiles-v0", **ENV_KWARGS)
+    obs, info = env.reset(seed=0)
+    assert "grounding" not in info
+    oracle = mapo_env.Oracle(env)
+    obs, _, terminated, _, info = env.step(oracle.act(obs))  # the zoom
+    assert not terminated and "grounding" not in info
+    obs, _, terminated, _, info = env.step(oracle.act(obs))  # the answer
+    assert terminated and isinstance(info["grounding"], Grounding)
+    assert info["grounding"] == env.unwrapped.grounding() and len(info["grounding"].regions) == 2
 
 
 def test_oracle_groups_are_copies_of_one_played_episode(policy):

@@ -23,7 +23,7 @@ One command runs the whole study and writes the README's table and plots:
 
 Usage::
 
-    python examples/compare_algorithms.py                 # the full study (about two hours on 2 CPU cores)
+    python examples/compare_algorithms.py                 # the full study (hours on 2 CPU cores; see --jobs)
     python examples/compare_algorithms.py --quick         # a smoke run (minutes)
     python examples/compare_algorithms.py --report-only   # rebuild the report from finished runs
 """
@@ -112,6 +112,7 @@ def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, a
         output_dir=str(run_dir),
         model=replace(base.model, name_or_path=str(init)),
         rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
+        optim=replace(base.optim, lr=args.lr, warmup_steps=args.warmup_steps),
     )
     return {
         "config": config.to_dict(),
@@ -291,9 +292,11 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of MAPO and GRPO")
     parser.add_argument("--other-seeds", type=int, default=3, help="the other methods run the first N seeds")
-    parser.add_argument("--steps", type=int, default=60, help="RL steps per run")
+    parser.add_argument("--steps", type=int, default=40, help="RL steps per run")
     parser.add_argument("--questions-per-step", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=8)
+    parser.add_argument("--lr", type=float, default=2e-4, help="peak RL learning rate (the same for every method)")
+    parser.add_argument("--warmup-steps", type=int, default=3, help="RL warm-up steps (short runs: a short warm-up)")
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--variance-every", type=int, default=20, help="gradient-noise period of the MAPO runs")

@@ -28,6 +28,7 @@ those envs also gets a one-line system prompt, as Tiles has (the default prompt'
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,12 +44,15 @@ class AgentDefaults:
         max_tokens_per_micro_batch: Token budget of one training micro-batch (rows * padded length,
             image tokens included).
         max_tokens_per_generation: Token budget of one generation call (rows * (prompt + max_new_tokens)).
+        max_concurrent_questions: Questions a rollout plays at once (each live episode holds its scene at
+            full resolution).
     """
 
     env_kwargs: Mapping[str, Any] = field(default_factory=dict)
     max_new_tokens: int = 64
     max_tokens_per_micro_batch: int = 8192
     max_tokens_per_generation: int = 65536
+    max_concurrent_questions: int = 32
 
 
 TINY_FULL_VIEW = {"max_pixels": 448 * 448, "min_pixels": 56 * 56}
@@ -83,6 +87,11 @@ TINY_AGENT_ENV_KWARGS: dict[str, dict[str, Any]] = {
 }
 """``gym.make`` keyword arguments of the tiny agent per registered environment (see the module docstring)."""
 
+CONCURRENT_QUESTIONS: dict[str, int] = {"MAPO-HRBench8K-v0": 4}
+"""Questions played at once per environment, any model (default 32, the recipe's batch): an 8K scene is
+7680x4320x3 bytes = 100 MB, so 32 live scenes alone would be 3.2 GB; 4 at a time bound them to ~0.4 GB
+(plus the dataset's cache of recent scenes)."""
+
 TINY_AGENT_MAX_NEW_TOKENS: dict[str, int] = {"MAPO-Tiles-v0": 64}
 """Per-environment ``max_new_tokens`` of the tiny agent; others get :data:`TINY_AGENT`'s."""
 
@@ -99,11 +108,13 @@ def agent_defaults(env_id: str, name_or_path: str | None) -> AgentDefaults:
     An environment id the table does not know (a user's own registration) gets the tiny agent's token
     caps and budgets but no ``gym.make`` keyword arguments (it may not take them).
     """
+    concurrent = CONCURRENT_QUESTIONS.get(env_id, MODEL_DEFAULTS.max_concurrent_questions)
     if name_or_path is not None:
-        return MODEL_DEFAULTS
+        return dataclasses.replace(MODEL_DEFAULTS, max_concurrent_questions=concurrent)
     return AgentDefaults(
         env_kwargs=dict(TINY_AGENT_ENV_KWARGS.get(env_id, {})),
         max_new_tokens=TINY_AGENT_MAX_NEW_TOKENS.get(env_id, TINY_AGENT.max_new_tokens),
         max_tokens_per_micro_batch=TINY_AGENT.max_tokens_per_micro_batch,
         max_tokens_per_generation=TINY_AGENT.max_tokens_per_generation,
+        max_concurrent_questions=concurrent,
     )

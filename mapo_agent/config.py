@@ -62,6 +62,9 @@ class RolloutConfig:
     max_tokens_per_generation: int | None = None
     """Memory bound of generation: live episodes are generated in chunks of at most this many tokens
     (rows * (longest prompt, image tokens included, + max_new_tokens)); None = the model's default."""
+    max_concurrent_questions: int | None = None
+    """Memory bound of rollouts and evaluation: questions played at once (each live episode holds its
+    full-resolution scene); None = the env's default (32; 4 on MAPO-HRBench8K-v0)."""
 
 
 @dataclass
@@ -194,6 +197,7 @@ class TrainConfig:
         for name, value in (
             ("rollout.max_new_tokens", self.rollout.max_new_tokens),
             ("rollout.max_tokens_per_generation", self.rollout.max_tokens_per_generation),
+            ("rollout.max_concurrent_questions", self.rollout.max_concurrent_questions),
             ("optim.max_tokens_per_micro_batch", self.optim.max_tokens_per_micro_batch),
         ):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
@@ -226,6 +230,7 @@ class TrainConfig:
                 rollout,
                 max_new_tokens=rollout.max_new_tokens or defaults.max_new_tokens,
                 max_tokens_per_generation=rollout.max_tokens_per_generation or defaults.max_tokens_per_generation,
+                max_concurrent_questions=rollout.max_concurrent_questions or defaults.max_concurrent_questions,
             ),
             optim=dataclasses.replace(
                 optim,

@@ -25,6 +25,7 @@ import mapo_env  # noqa: F401  (registers the MAPO-* ids)
 from mapo_agent.types import Trajectory
 from mapo_env.actions import FAILED_CALL_ERRORS
 from mapo_env.core import ThinkWithImagesEnv
+from mapo_env.errors import ConfigError
 from mapo_env.oracle import Oracle
 
 Actor = Literal["policy", "oracle"]
@@ -80,14 +81,24 @@ class RolloutWorker:
         env_id: A registered environment id (``"MAPO-Tiles-v0"``, ...).
         env_kwargs: Keyword arguments for ``gym.make``.
         generate_kwargs: Passed to ``policy.generate`` (``do_sample``, ``temperature``, ...).
+        max_concurrent_questions: Memory bound of :meth:`run`: play at most this many questions (their
+            ``group_size`` episodes each) at a time, in consecutive waves; ``None`` = all at once. Every
+            live episode holds its scene at full resolution (100 MB for an 8K image).
     """
 
     def __init__(
-        self, env_id: str, env_kwargs: dict[str, Any] | None = None, generate_kwargs: dict[str, Any] | None = None
+        self,
+        env_id: str,
+        env_kwargs: dict[str, Any] | None = None,
+        generate_kwargs: dict[str, Any] | None = None,
+        max_concurrent_questions: int | None = None,
     ) -> None:
+        if max_concurrent_questions is not None and max_concurrent_questions < 1:
+            raise ConfigError(f"max_concurrent_questions must be >= 1 or None (all), got {max_concurrent_questions!r}")
         self.env_id = env_id
         self.env_kwargs = dict(env_kwargs or {})
         self.generate_kwargs = dict(generate_kwargs or {})
+        self.max_concurrent_questions = max_concurrent_questions
         self.envs: list[gym.Env] = []
         self.times = RolloutTimes()
 
@@ -128,7 +139,28 @@ class RolloutWorker:
         With ``actor="oracle"`` each question is played once and its trajectory copied ``group_size``
         times: the scripted expert is deterministic and the group's episodes share their reset seed, so
         the copies are exactly what playing them would give (at ``1 / group_size`` of the cost).
+
+        With :attr:`max_concurrent_questions` set, the questions are played in waves of that many; seeds
+        and group ids are those of playing them all at once.
         """
+        wave = self.max_concurrent_questions
+        if wave is not None and len(questions) > wave:
+            trajectories: list[Trajectory] = []
+            times = RolloutTimes()
+            for start in range(0, len(questions), wave):
+                trajectories += self.run(
+                    policy,
+                    questions[start : start + wave],
+                    group_size,
+                    seed=seed + start,
+                    actor=actor,
+                    first_group_id=first_group_id + start,
+                    reset_seeds=None if reset_seeds is None else reset_seeds[start : start + wave],
+                )
+                for name in ("generate", "env", "tokenize", "total"):
+                    setattr(times, name, getattr(times, name) + getattr(self.times, name))
+            self.times = times
+            return trajectories
         if actor == "oracle" and group_size > 1:
             once = self.run(
                 policy,

@@ -107,7 +107,11 @@ class Trainer:
         self.algorithms: dict[str, Algorithm] = {}
         self.reference: HFPolicy | None = None
         self.workers: dict[str, RolloutWorker] = {}
-        self.eval_worker = RolloutWorker(config.env.id, {**config.env.kwargs, **config.env.eval_kwargs})
+        self.eval_worker = RolloutWorker(
+            config.env.id,
+            {**config.env.kwargs, **config.env.eval_kwargs},
+            max_concurrent_questions=config.rollout.max_concurrent_questions,
+        )
         self.step = 0
         self.should_stop = False
         self.metrics: MetricsLogger | None = None
@@ -461,7 +465,11 @@ class Trainer:
         if stage.name not in self.workers:
             for name in list(self.workers):  # stages run in order: free an earlier stage's envs and their scenes
                 self.workers.pop(name).close()
-            self.workers[stage.name] = RolloutWorker(self.config.env.id, stage.env_kwargs)
+            self.workers[stage.name] = RolloutWorker(
+                self.config.env.id,
+                stage.env_kwargs,
+                max_concurrent_questions=self.config.rollout.max_concurrent_questions,
+            )
         return self.workers[stage.name]
 
     def _lr(self, step_in_stage: int, stage_length: int, peak: float) -> float:

@@ -41,6 +41,7 @@ def test_resolved_fills_the_tiny_agent_defaults_and_explicit_values_win(env_id):
     assert resolved.rollout.max_new_tokens == defaults.max_new_tokens
     assert resolved.optim.max_tokens_per_micro_batch == defaults.max_tokens_per_micro_batch
     assert resolved.rollout.max_tokens_per_generation == defaults.max_tokens_per_generation
+    assert resolved.rollout.max_concurrent_questions == (4 if env_id == "MAPO-HRBench8K-v0" else 32)
     assert resolved.resolved() == resolved  # idempotent (a saved config.json resolves to itself)
     assert config.rollout.max_new_tokens is None  # the original is untouched
 
@@ -60,6 +61,8 @@ def test_a_named_model_keeps_the_environments_own_defaults():
     resolved = config.resolved()
     assert resolved.env.kwargs == {}  # the env's 1280*28*28 pixels, 6 turns, full system prompt
     assert resolved.rollout.max_new_tokens == MODEL_DEFAULTS.max_new_tokens == 64
+    eight_k = dataclasses.replace(config, env=EnvConfig(id="MAPO-HRBench8K-v0")).resolved()
+    assert eight_k.rollout.max_concurrent_questions == 4  # scene memory is the env's, whatever the model
     stage_kwargs = resolved.stages()[0].env_kwargs
     assert "max_pixels" not in stage_kwargs and "system_prompt" not in stage_kwargs
 
@@ -70,7 +73,13 @@ def test_an_unknown_env_gets_token_caps_but_no_env_kwargs():
 
 
 @pytest.mark.parametrize(
-    "field", ["rollout.max_new_tokens", "rollout.max_tokens_per_generation", "optim.max_tokens_per_micro_batch"]
+    "field",
+    [
+        "rollout.max_new_tokens",
+        "rollout.max_tokens_per_generation",
+        "rollout.max_concurrent_questions",
+        "optim.max_tokens_per_micro_batch",
+    ],
 )
 @pytest.mark.parametrize("value", [0, -5, 2.5, True, "8"])
 def test_bad_budgets_fail_at_construction(field, value):

@@ -108,3 +108,23 @@ def test_a_workers_envs_share_one_dataset_so_a_group_draws_its_scene_once():
     samples = [env.unwrapped.current_sample for env in envs]
     assert samples[1] is samples[0] and samples[2] is samples[0]  # one scene in memory, not three
     worker.close()
+
+
+def test_waves_of_questions_give_the_episodes_of_playing_them_all_at_once(tiny_policy_cpu):
+    questions = [3, 1, 4, 1, 5]
+    at_once = RolloutWorker("MAPO-Tiles-v0").run(tiny_policy_cpu, questions, 2, seed=11, actor="oracle")
+    worker = RolloutWorker("MAPO-Tiles-v0", max_concurrent_questions=2)
+    waves = worker.run(tiny_policy_cpu, questions, 2, seed=11, actor="oracle", first_group_id=0)
+    assert len(worker.envs) == 2  # never more environments (and scenes) than one wave needs (oracle: 1 per question)
+    assert [(t.group_id, t.sample_index, t.input_ids) for t in waves] == [
+        (t.group_id, t.sample_index, t.input_ids) for t in at_once
+    ]
+    with pytest.raises(ConfigError, match="max_concurrent_questions must be >= 1"):
+        RolloutWorker("MAPO-Tiles-v0", max_concurrent_questions=0)
+
+
+@pytest.fixture(scope="module")
+def tiny_policy_cpu():
+    from mapo_agent.policy import HFPolicy
+
+    return HFPolicy.from_pretrained(device="cpu", max_new_tokens=8)

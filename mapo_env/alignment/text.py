@@ -8,7 +8,7 @@ removed, simple plural stripping (``tiles`` -> ``tile``, ``boxes`` -> ``box``, `
 ``berry``) and a synonym table that maps spellings of one colour or pattern to one word
 (``gray`` -> ``grey``, ``stripes`` / ``stripy`` -> ``striped``, ``checkerboard`` -> ``checkered``).
 
-The generic-label guard (ALGORITHMS.md §1.10, label hacking): a description made only of generic
+The generic-label guard (against label hacking of a MAPO-style reward): a description made only of generic
 words (``"object"``, ``"the image"``, ``"a region"``, ``"something"``, ``"text"``) matches any crop
 a little, so an RL policy can farm alignment with it. :func:`guard_blocks` says when such a
 description must score 0: whenever the description is generic, unless the reference caption is

@@ -1,11 +1,13 @@
 """Where the bundled tiny CLIP lives (``alignment="clip:tiny"``); this package only loads it.
 
-The model in ``mapo_env/assets/tiny_clip/`` is a ~0.5 M-parameter CLIP trained on CPU on crops of the
-procedural environments' own scenes (Tiles, V*-like, HR-Bench-like, TextSpot; train split) in their
-own vocabulary (``envs_data/procedural/vocabulary.json``: colours, object kinds, tile patterns). Its
-held-out truthful-vs-wrong accuracy per scene family and the exact command that built it are in
-``training_report.json`` next to the weights; the recipe is ``tools/build_tiny_clip.py`` in the
-source repository (not shipped).
+The model in ``mapo_env/assets/tiny_clip/`` is a ~0.5 M-parameter CLIP (crops seen at 112 px) trained
+on one CPU thread in about 23 minutes on crops of the procedural environments' own scenes (Tiles,
+V*-like, HR-Bench-like, TextSpot; train split) in their own vocabulary
+(``envs_data/procedural/vocabulary.json``: colours, object kinds, tile patterns). On held-out
+(test-split) scenes it ranks the target's caption above the caption of another object of the same
+scene on 100 % of Tiles, V*-like and HR-Bench-like crops and 98 % of TextSpot crops (300 scenes each).
+Those rates and the exact command that built it are in ``training_report.json`` next to the weights;
+the recipe is ``tools/build_tiny_clip.py`` in the source repository (not shipped).
 
 It is a toy for the procedural scenes, offline tests and CPU demos: it knows only that vocabulary.
 Use a real CLIP (``alignment="clip"``, ``$MAPO_CLIP_MODEL``) for real images.

@@ -134,13 +134,16 @@ class Grounding:
 class _EpisodeEnd(TypedDict, total=False):
     grounding: Grounding
     """At the end of an episode: its images' regions and the scene's objects (see :class:`Grounding`)."""
+    tool_message: str
+    """Only with ``tool_error == "alignment_error"``: why the alignment scorer failed (the turn was undone)."""
 
 
 class StepInfo(_EpisodeEnd):
     """The ``info`` dict of :meth:`~mapo_env.core.ThinkWithImagesEnv.reset` and ``step``: one typed contract.
 
     ``reset`` fills the same keys (with ``None`` / 0 where nothing happened yet); every ``step`` fills
-    all of them; the step that ends an episode (terminated or truncated) adds ``grounding``.
+    all of them; the step that ends an episode (terminated or truncated) adds ``grounding``; a step undone
+    because the alignment scorer failed adds ``tool_message``.
     """
 
     alignment: float | None

@@ -42,6 +42,10 @@ from mapo_env.errors import ConfigError, MapoError
 logger = logging.getLogger(__name__)
 
 
+REFERENCE_WEIGHTS = "reference.safetensors"
+"""The frozen reference model's weights inside a checkpoint folder's ``reference/`` (safetensors, module names)."""
+
+
 class TrainingDiverged(MapoError):
     """A loss, gradient or reward became NaN/inf; training stopped before the optimizer step."""
 
@@ -428,7 +432,10 @@ class Trainer:
             accelerate_logger.setLevel(level)
         if self.accelerator.is_main_process:
             if self.reference is not None:
-                self.reference.save_pretrained(folder / "reference")
+                from safetensors.torch import save_model
+
+                (folder / "reference").mkdir(exist_ok=True)  # the module's own names: reloaded strictly
+                save_model(self.reference.base_model, str(folder / "reference" / REFERENCE_WEIGHTS))
             ckpt.write_state(folder, {"step": step, "config": self.config.to_dict()})
             ckpt.prune(self.run_dir, self.config.keep_checkpoints)
         self.accelerator.wait_for_everyone()
@@ -442,11 +449,10 @@ class Trainer:
         self.accelerator.load_state(str(folder))
         state = ckpt.read_state(folder)
         if (folder / "reference").is_dir():
-            self.reference = self._frozen_copy()
-            from safetensors.torch import load_file
+            from safetensors.torch import load_model
 
-            weights = load_file(str(next((folder / "reference").glob("*.safetensors"))))
-            self.reference.base_model.load_state_dict(weights, strict=False)
+            self.reference = self._frozen_copy()
+            load_model(self.reference.base_model, str(folder / "reference" / REFERENCE_WEIGHTS), strict=True)
         if self.metrics is not None:
             self.metrics.truncate_after(state["step"])
         logger.info("resumed from %s (step %d)", folder, state["step"])

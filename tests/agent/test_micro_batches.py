@@ -7,13 +7,18 @@ minibatch's counts (:class:`~mapo_agent.types.LossNormalizer`), so the shares ad
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
 
 from mapo_agent.algorithms import make_algorithm
+from mapo_agent.cli import train
 from mapo_agent.config import EnvConfig, OptimConfig, RolloutConfig, TrainConfig
+from mapo_agent.metrics import read_metrics
 from mapo_agent.trainer import Trainer
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
@@ -97,3 +102,29 @@ def test_vgpo_keeps_every_question_group_in_one_micro_batch(tmp_path):
     groups = [{trajectories[r].group_id for r in rows} for rows in plan]
     assert all(len(g) == 1 for g in groups) and len(plan) == len({t.group_id for t in trajectories})
     assert len(trainer._micro_batches(make_algorithm("grpo"), trajectories)) == len(trajectories)  # GRPO splits
+
+
+def test_two_processes_report_the_loss_and_gradient_norm_of_one(tmp_path):
+    """DDP: each process divides by the counts summed over both and backpropagates its loss x 2 (DDP averages).
+
+    The cold start's oracle episodes do not depend on how questions are split between processes, so one
+    SFT step on 2 processes must see the loss and the gradient norm of the same step on 1 process.
+    """
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    args = [
+        "--steps", "0", "--sft-steps", "1", "--save-every", "0", "--eval-episodes", "2",
+        "--rollout.questions-per-step", "4", "--rollout.group-size", "2",
+        "--env.kwargs", "alignment=lexical", "max_turns=3", "--no-progress-bar", "--cpu",
+    ]  # fmt: skip
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        "-m", "mapo_agent.cli.train", *args, "--output-dir", str(tmp_path / "two"),
+    ]  # fmt: skip
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert train.main([*args, "--output-dir", str(tmp_path / "one")]) == 0
+    two, one = (read_metrics(tmp_path / name / "metrics.jsonl")[0] for name in ("two", "one"))
+    assert two["rollout/episodes"] * 2 == one["rollout/episodes"]  # each process played half the questions
+    for key in ("train/loss", "train/grad_norm", "train/caption_loss", "train/pointing_loss"):
+        assert two[key] == pytest.approx(one[key], rel=1e-4), key

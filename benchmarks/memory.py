@@ -8,7 +8,8 @@ the *untrained* agent, whose turns run to ``max_new_tokens`` (the longest episod
 table gives the peak RSS of the process (``getrusage``, what ``summary.json`` reports), the seconds of
 the step's rollout and update, the number of micro-batches and the largest one in padded tokens.
 
-Usage: ``python benchmarks/memory.py [--envs MAPO-VStar-v0 ...] [--budgets 4096 8192 16384] [--stages sft rl]``
+Usage: ``python benchmarks/memory.py [--envs MAPO-VStar-v0 ...] [--budgets 4096 8192 16384] [--stages sft rl]
+[--gradient-checkpointing]``
 """
 
 from __future__ import annotations
@@ -24,14 +25,15 @@ import mapo_env
 
 CHILD = r"""
 import json, sys, tempfile
-from mapo_agent.config import EnvConfig, OptimConfig, TrainConfig
+from mapo_agent.config import EnvConfig, ModelConfig, OptimConfig, TrainConfig
 from mapo_agent.metrics import read_metrics
 from mapo_agent.trainer import Trainer
-env_id, stage, budget = sys.argv[1], sys.argv[2], int(sys.argv[3])
+env_id, stage, budget, checkpointing = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
 with tempfile.TemporaryDirectory() as tmp:
     config = TrainConfig(
         sft_steps=int(stage == "sft"), steps=int(stage == "rl"), output_dir=tmp, eval_episodes=1, save_every=0,
         progress_bar=False, threads=1, env=EnvConfig(id=env_id), optim=OptimConfig(max_tokens_per_micro_batch=budget),
+        model=ModelConfig(gradient_checkpointing=checkpointing),
     )
     summary = Trainer(config).train()
     row = [r for r in read_metrics(f"{tmp}/metrics.jsonl") if "train/sequences" in r][0]
@@ -45,6 +47,7 @@ def main() -> None:
     parser.add_argument("--envs", nargs="+", default=list(mapo_env.ENV_IDS))
     parser.add_argument("--stages", nargs="+", default=["sft", "rl"], choices=["sft", "rl"])
     parser.add_argument("--budgets", nargs="+", type=int, default=[8192])
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations in backward")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     print("| env | stage | budget (tokens) | peak RSS | rollout s | update s | micro-batches | largest | wall s |")
@@ -54,7 +57,7 @@ def main() -> None:
             for budget in args.budgets:
                 started = time.perf_counter()
                 out = subprocess.run(
-                    [sys.executable, "-c", CHILD, env_id, stage, str(budget)],
+                    [sys.executable, "-c", CHILD, env_id, stage, str(budget), str(int(args.gradient_checkpointing))],
                     capture_output=True,
                     text=True,
                     env=env,

@@ -454,7 +454,11 @@ class HFPolicy:
 
     @contextlib.contextmanager
     def _eager_text_attention(self, enabled: bool) -> Iterator[None]:
-        """Run the language model's attention with the eager kernel inside the block (when ``enabled``)."""
+        """Run the language model's attention with the eager kernel inside the block (when ``enabled``).
+
+        With gradient checkpointing the eager kernel stays on after the block: the backward pass
+        recomputes the layers with the kernel in effect *then*, and must find the forward's.
+        """
         config = getattr(self.base_model.config, "text_config", self.base_model.config)
         previous = getattr(config, "_attn_implementation", "eager")
         if not enabled or previous == "eager":
@@ -469,7 +473,15 @@ class HFPolicy:
             yield
         finally:
             sdpa_logger.setLevel(level)
-            self.base_model.set_attn_implementation({"text_config": previous})
+            if not self._checkpointing():
+                self.base_model.set_attn_implementation({"text_config": previous})
+
+    def _checkpointing(self) -> bool:
+        """Whether activation (gradient) checkpointing is on (transformers >= 5.2x renamed the flag)."""
+        model = self.base_model
+        if hasattr(type(model), "is_activation_checkpointing"):
+            return bool(model.is_activation_checkpointing)
+        return bool(getattr(model, "is_gradient_checkpointing", False))
 
     def _stop_token_ids(self) -> list[int]:
         ids = [self.processor.turn_end_token_id, self.processor.tokenizer.eos_token_id]

@@ -17,20 +17,21 @@ import torch
 
 from mapo_agent.algorithms import make_algorithm
 from mapo_agent.cli import train
-from mapo_agent.config import EnvConfig, OptimConfig, RolloutConfig, TrainConfig
+from mapo_agent.config import EnvConfig, ModelConfig, OptimConfig, RolloutConfig, TrainConfig
 from mapo_agent.metrics import read_metrics
 from mapo_agent.trainer import Trainer
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
 
 
-def make_trainer(tmp_path: Path, algo: str, sft: bool) -> Trainer:
+def make_trainer(tmp_path: Path, algo: str, sft: bool, checkpointing: bool = False) -> Trainer:
     config = TrainConfig(
+        model=ModelConfig(gradient_checkpointing=checkpointing),
         algo=algo,
         sft_algo=algo if sft else "grounded_sft",
         steps=0 if sft else 1,
         sft_steps=1 if sft else 0,
-        output_dir=str(tmp_path / "run"),
+        output_dir=str(tmp_path / ("run-gc" if checkpointing else "run")),
         eval_episodes=1,
         progress_bar=False,
         cpu=True,
@@ -128,3 +129,17 @@ def test_two_processes_report_the_loss_and_gradient_norm_of_one(tmp_path):
     assert two["rollout/episodes"] * 2 == one["rollout/episodes"]  # each process played half the questions
     for key in ("train/loss", "train/grad_norm", "train/caption_loss", "train/pointing_loss"):
         assert two[key] == pytest.approx(one[key], rel=1e-4), key
+
+
+def test_gradient_checkpointing_gives_the_same_gradient_even_with_attention_outputs(tmp_path):
+    """Grounded SFT's pointing loss reads attention probabilities (an eager kernel for that pass): the
+    backward's recomputation must run the same kernel, and the gradient must not change."""
+    plain = make_trainer(tmp_path, "grounded_sft", sft=True)
+    algorithm, trajectories, advantages = minibatch(plain, sft=True)
+    budget = max(len(t.input_ids) for t in trajectories)  # one episode per micro-batch
+    expected, _ = gradient(plain, algorithm, trajectories, advantages, budget)
+    checkpointed = make_trainer(tmp_path, "grounded_sft", sft=True, checkpointing=True)
+    got, metrics = gradient(checkpointed, algorithm, trajectories, advantages, budget)
+    assert metrics["train/pointing_loss"] > 0 and metrics["train/micro_batches"] > 1
+    for a, b in zip(got, expected):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -22,7 +22,8 @@ Turns and tokens are the scripted expert's needs with a margin: its longest turn
 Tiles, 23 on V*, 24 on HR-Bench and 28 on TextSpot with the tiny tokenizer; it takes at most 2 turns
 on Tiles and TextSpot, 3 on V*, 6 on HR-Bench (one zoom per target, then the answer). Every one of
 those envs also gets a one-line system prompt, as Tiles has (the default prompt's tool schema is
-~400 tokens of every sequence). An explicit value (``--env.kwargs max_pixels=...``,
+~400 tokens of every sequence). Whatever the model, rollouts play at most 32 questions at a time, 4
+on HR-Bench 8K (:data:`CONCURRENT_QUESTIONS`). An explicit value (``--env.kwargs max_pixels=...``,
 ``--rollout.max-new-tokens``, ...) always wins.
 """
 

@@ -2,8 +2,12 @@
 
 Each step: draw the step's questions from ``(seed, step)``; every process plays its share of them
 (G rollouts each, through ``gym.make`` + ``reset``/``step``); the stage's algorithm selects groups,
-shapes rewards and computes advantages; then ``minibatches`` optimizer steps (``micro_batches``
-accumulated each), gradients all-reduced by DDP. The trainer never looks at an algorithm's name:
+shapes rewards and computes advantages; then ``minibatches`` optimizer steps, each accumulated over
+micro-batches of at most ``optim.max_tokens_per_micro_batch`` tokens with the minibatch's loss
+normalisation (:meth:`Trainer.accumulate_gradients`), gradients all-reduced by DDP. Memory is bounded
+by tokens, never by sequences: the budgets and the peak resident memory end up in ``summary.json``.
+The configuration is resolved first (:meth:`TrainConfig.resolved`: the model's and environment's
+defaults, :mod:`mapo_agent.agent_defaults`) and saved so. The trainer never looks at an algorithm's name:
 the algorithm says where its trajectories come from (``rollout_source``), whether it needs a reference
 model, and what its loss is.
 

@@ -62,8 +62,7 @@ spec = json.loads(sys.argv[1])
 config = TrainConfig.from_dict(spec["config"])
 callbacks = []
 if spec["variance_every"]:
-    callbacks.append(GradientNoiseCallback(("grpo", "mapo"), every=spec["variance_every"],
-                                           algorithm_kwargs={"grpo": {"kl_coef": 0.0}, "mapo": {"kl_coef": 0.0}}))
+    callbacks.append(GradientNoiseCallback(("grpo", "mapo"), every=spec["variance_every"]))
 started = time.perf_counter()
 trainer = Trainer(config, callbacks=callbacks)
 trainer.train()

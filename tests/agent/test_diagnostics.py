@@ -43,7 +43,10 @@ def test_noise_matches_a_direct_computation(batch):
     for subset in subsets:
         rows = [i for i, t in enumerate(trajectories) if t.group_id in subset]
         policy.zero_grad()
-        loss, _ = algorithm.loss(policy, policy.collate([trajectories[i] for i in rows], advantages[rows]))
+        sub = policy.collate([trajectories[i] for i in rows], advantages[rows])
+        with torch.no_grad():  # GRPO's KL to a reference taken at the measured weights (zero gradient)
+            sub.ref_logprobs = policy.forward(sub).logprobs
+        loss, _ = algorithm.loss(policy, sub)
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in policy.parameters()]).double())
     g = torch.stack(grads)

@@ -8,6 +8,7 @@ import re
 import sys
 import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapo_agent.cli import checks
@@ -69,7 +70,9 @@ class EvalConfig:
     split: str = "test"
     """Procedural data split (ignored with --data-dir)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
-    """Extra gym.make keyword arguments as KEY=VALUE (values read as JSON)."""
+    """Extra gym.make keyword arguments as KEY=VALUE (values read as JSON), over those the model trained with
+    (a run's final/ reads the run's config.json: image sizes, turns, prompt; the bundled agent: its per-env
+    defaults)."""
     num_questions: int = 200
     """Questions to evaluate (>= 1; all of the dataset if it has fewer)."""
     question_offset: int = 0
@@ -151,12 +154,35 @@ def main(argv: list[str] | None = None) -> int:
     return _write(config, report)
 
 
+def training_env_kwargs(model: str | None, env_id: str) -> dict[str, Any]:
+    """The ``gym.make`` kwargs the model was trained with on ``env_id``, the defaults under ``--env-kwargs``.
+
+    A run's ``final/`` folder sits next to the run's ``config.json``, saved with the resolved
+    settings (image sizes, turns, prompt): a model is evaluated in the frame it learned. The bundled
+    untrained agent (no ``--model``) gets the tiny agent's per-env defaults. Anything else: none.
+    """
+    import json
+
+    if model is None:
+        from mapo_agent.agent_defaults import agent_defaults
+
+        return dict(agent_defaults(env_id, None).env_kwargs)
+    run_config = Path(model).parent / "config.json"
+    try:
+        env = json.loads(run_config.read_text(encoding="utf-8"))["env"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return {}
+    if not isinstance(env, dict) or env.get("id") != env_id or not isinstance(env.get("kwargs"), dict):
+        return {}
+    return {k: v for k, v in env["kwargs"].items() if k not in ("split", "data_dir")}
+
+
 def preflight(config: EvalConfig) -> tuple[list[int], dict[str, Any]]:
     """Every check that needs no model: env id and kwargs, data, questions, model path, output folder.
 
     Returns the questions to evaluate and the ``gym.make`` kwargs. Raises a :class:`MapoError`.
     """
-    env_kwargs = dict(config.env_kwargs)
+    env_kwargs = {**training_env_kwargs(config.model, config.env), **config.env_kwargs}
     if config.data_dir is not None:
         env_kwargs["data_dir"] = config.data_dir
     else:

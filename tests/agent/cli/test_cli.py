@@ -144,3 +144,20 @@ def test_train_help_lists_every_algorithms_options(capsys):
     for name in ALGORITHMS.names():
         assert f"\n  {name}: loss_agg_mode=" in out
     assert "semantic_scale='center'" in out and "dynamic_sampling_max_rounds=10" in out
+
+
+def test_eval_uses_the_env_kwargs_a_run_trained_with(tmp_path):
+    import json
+    import shutil
+
+    from mapo_agent.cli.evaluate import training_env_kwargs
+    from mapo_agent.policy import bundled_model_path
+
+    run = tmp_path / "run"
+    shutil.copytree(bundled_model_path(), run / "final")
+    kwargs = {"max_pixels": 448 * 448, "max_turns": 4, "split": "train"}
+    (run / "config.json").write_text(json.dumps({"env": {"id": "MAPO-VStar-v0", "kwargs": kwargs}}))
+    assert training_env_kwargs(str(run / "final"), "MAPO-VStar-v0") == {"max_pixels": 448 * 448, "max_turns": 4}
+    assert training_env_kwargs(str(run / "final"), "MAPO-Tiles-v0") == {}  # trained on another env
+    assert training_env_kwargs(str(tmp_path), "MAPO-VStar-v0") == {}  # no run around the model
+    assert training_env_kwargs(None, "MAPO-VStar-v0")["max_turns"] == 4  # the bundled agent's per-env defaults

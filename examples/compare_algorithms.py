@@ -291,10 +291,15 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4], help="seeds of MAPO and GRPO")
     parser.add_argument("--other-seeds", type=int, default=3, help="the other methods run the first N seeds")
-    parser.add_argument("--steps", type=int, default=40, help="RL steps per run")
+    parser.add_argument("--steps", type=int, default=60, help="RL steps per run")
     parser.add_argument("--questions-per-step", type=int, default=8)
     parser.add_argument("--group-size", type=int, default=8)
-    parser.add_argument("--lr", type=float, default=2e-4, help="peak RL learning rate (the same for every method)")
+    parser.add_argument(
+        "--lr",
+        type=float,
+        default=1e-4,
+        help="peak RL learning rate, the same for every method (2e-4 collapsed a pilot)",
+    )
     parser.add_argument("--warmup-steps", type=int, default=3, help="RL warm-up steps (short runs: a short warm-up)")
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=10)

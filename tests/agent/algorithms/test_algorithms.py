@@ -18,8 +18,8 @@ from mapo_agent.algorithms import (
     GRPOConfig,
     MAPOConfig,
     PAPOConfig,
-    VGPOConfig,
     RunContext,
+    VGPOConfig,
     make_algorithm,
 )
 from mapo_agent.algorithms.base import Algorithm, GroupSelection, keep_mixed_groups

@@ -10,9 +10,9 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from mapo_agent.policy import bundled_model_path
+from mapo_env.actions import format_tool_call, parse_action
 from tools.tiny_agent.build import PHRASE_TOKENS, TAG_TOKENS, build_tiny_agent
 from tools.tiny_agent.corpus import make_corpus
-from mapo_env.actions import format_tool_call, parse_action
 
 
 @pytest.fixture(scope="module")

@@ -38,6 +38,21 @@ def report_error(prog: str, error: BaseException) -> int:
     return 2
 
 
+def parse_command_line(cls: type, argv: list[str] | None, prog: str, description: str, epilog: str) -> Any:
+    """The dataclass ``cls`` parsed from ``argv``, or the exit code to return: 0 after ``--help``, 2 on an error.
+
+    A usage error or a configuration the dataclass refuses prints one line on stderr (no traceback).
+    """
+    from mapo_agent.cli.args import parse_dataclass
+
+    try:
+        return parse_dataclass(cls, argv, prog, description, epilog)
+    except SystemExit as stop:  # --help (0) or a usage error (2), already printed on one line
+        return stop.code if isinstance(stop.code, int) else 2
+    except MapoError as error:
+        return report_error(prog, error)
+
+
 # ------------------------------------------------------------------------------------------ environments
 def env_parameters(env_id: str) -> tuple[list[str], bool]:
     """Keyword arguments the constructor of registered ``env_id`` accepts, and whether it takes any (``**kwargs``).

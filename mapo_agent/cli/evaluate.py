@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mapo_agent.cli import checks
-from mapo_agent.cli.args import parse_dataclass
 from mapo_agent.cli.checks import report_error
 from mapo_env.errors import ConfigError, MapoError
 
@@ -130,12 +129,9 @@ def _check_stem(stem: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Check the arguments, run the evaluation, write and print the report; returns the exit code."""
     logging.basicConfig(level=logging.WARNING)
-    try:
-        config = parse_dataclass(EvalConfig, argv, PROG, DESCRIPTION, EPILOG)
-    except SystemExit as stop:  # --help (0) or a usage error (2), already printed on one line
-        return stop.code if isinstance(stop.code, int) else 2
-    except MapoError as error:
-        return report_error(PROG, error)
+    config = checks.parse_command_line(EvalConfig, argv, PROG, DESCRIPTION, EPILOG)
+    if isinstance(config, int):
+        return config
     try:
         questions, env_kwargs = preflight(config)
         from mapo_agent.evaluation import EvaluationInterrupted

@@ -7,7 +7,6 @@ import os
 import sys
 
 from mapo_agent.cli import checks
-from mapo_agent.cli.args import parse_dataclass
 from mapo_agent.cli.checks import report_error
 from mapo_agent.config import TrainConfig
 from mapo_env.errors import ConfigError, MapoError
@@ -90,12 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "matplotlib", "httpx"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
-    try:
-        config = parse_dataclass(TrainConfig, argv, PROG, DESCRIPTION, EPILOG + algorithm_options())
-    except SystemExit as stop:  # --help (0) or a usage error (2), already printed on one line
-        return stop.code if isinstance(stop.code, int) else 2
-    except MapoError as error:
-        return report_error(PROG, error)
+    config = checks.parse_command_line(TrainConfig, argv, PROG, DESCRIPTION, EPILOG + algorithm_options())
+    if isinstance(config, int):
+        return config
     try:
         preflight(config)
         from mapo_agent.trainer import Trainer

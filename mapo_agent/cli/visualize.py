@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mapo_agent.cli import checks
-from mapo_agent.cli.args import parse_dataclass
 from mapo_agent.cli.checks import report_error
 from mapo_env.errors import ConfigError, MapoError
 
@@ -95,12 +94,9 @@ class VizConfig:
 def main(argv: list[str] | None = None) -> int:
     """Check the arguments, draw, and print where the files are; returns the exit code."""
     logging.basicConfig(level=logging.WARNING)
-    try:
-        config = parse_dataclass(VizConfig, argv, PROG, DESCRIPTION, EPILOG)
-    except SystemExit as stop:  # --help (0) or a usage error (2), already printed on one line
-        return stop.code if isinstance(stop.code, int) else 2
-    except MapoError as error:
-        return report_error(PROG, error)
+    config = checks.parse_command_line(VizConfig, argv, PROG, DESCRIPTION, EPILOG)
+    if isinstance(config, int):
+        return config
     try:
         paths = run(config)
     except MapoError as error:

@@ -105,7 +105,7 @@ class RolloutWorker:
     @property
     def dataset_size(self) -> int:
         """Number of questions of the environment's dataset."""
-        return len(self._envs(1)[0].unwrapped.dataset)
+        return len(self.envs_sample().unwrapped.dataset)
 
     def envs_sample(self) -> gym.Env:
         """One of the worker's environments (built if needed), to read its settings (``max_turns``, ...)."""

@@ -172,7 +172,7 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         if algorithm.needs_reference_model and self.reference is None:
-            self.reference = self._frozen_copy()
+            self.reference = self.policy.frozen_copy()
 
         worker = self._worker(stage)
         t0 = time.perf_counter()
@@ -455,7 +455,7 @@ class Trainer:
         if (folder / "reference").is_dir():
             from safetensors.torch import load_model
 
-            self.reference = self._frozen_copy()
+            self.reference = self.policy.frozen_copy()
             load_model(self.reference.base_model, str(folder / "reference" / REFERENCE_WEIGHTS), strict=True)
         if self.metrics is not None:
             self.metrics.truncate_after(state["step"])
@@ -491,10 +491,6 @@ class Trainer:
             return peak
         progress = (step_in_stage - warmup) / (stage_length - warmup - 1)
         return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
-
-    def _frozen_copy(self) -> HFPolicy:
-        """A frozen copy of the current policy (the reference model of KL-regularised stages)."""
-        return self.policy.frozen_copy()
 
     def _reduce(self, metrics: dict[str, float]) -> dict[str, float]:
         """Mean of each metric over processes (NaN-aware); identity on one process."""

@@ -77,7 +77,7 @@ def test_the_gradient_does_not_depend_on_the_token_budget(tmp_path, algo, sft):
     trainer = make_trainer(tmp_path, algo, sft)
     algorithm, trajectories, advantages = minibatch(trainer, sft)
     if algorithm.needs_reference_model:  # a reference that differs from the policy, so the KL has a gradient
-        trainer.reference = trainer._frozen_copy()
+        trainer.reference = trainer.policy.frozen_copy()
         with torch.no_grad():
             generator = torch.Generator().manual_seed(1)
             for p in trainer.reference.parameters():

@@ -10,6 +10,12 @@ Which questions: the first N of the dataset by default; :func:`select_questions`
 held-out subset (a contiguous slice from an offset, or N questions drawn at random with a seed).
 The evaluation seed only sets the reset seeds (the option order, when the environment shuffles
 options) and the sampling; it never changes which questions are asked.
+
+Robustness (:func:`evaluate_robustness`): the same questions, seeds and decoding, clean and under each
+corruption of :mod:`mapo_env.corruptions` (the :class:`~mapo_env.wrappers.VisualCorruption` wrapper
+degrades every image the agent sees, at one severity); the report's ``robustness`` table gives each
+condition's Avg@k with its CI and its difference from clean, plus the mean over the seen and over
+the unseen corruptions.
 """
 
 from __future__ import annotations
@@ -26,7 +32,9 @@ from typing import Any
 from mapo_agent.metrics import trajectory_metrics
 from mapo_agent.rollout import Actor, RolloutPolicy, RolloutWorker
 from mapo_agent.types import Trajectory
+from mapo_env.corruptions import SEEN_CORRUPTIONS, check_severity, resolve_corruptions
 from mapo_env.errors import ConfigError, MapoError
+from mapo_env.wrappers.corruption import CORRUPTION_TARGETS, corrupted_spec
 
 
 @dataclass
@@ -42,7 +50,10 @@ class EvalReport:
         metrics: ``eval/*`` metrics over all episodes (alignment, tool calls, target IoU, ...).
         categories: Per category: questions, Avg@k and its CI.
         trajectories: Every episode (not written to the JSON report).
-        settings: What was evaluated (model, env kwargs, decoding).
+        settings: What was evaluated (model, env kwargs, decoding, corruption).
+        robustness: With :func:`evaluate_robustness`: one row per condition (clean, each corruption, the
+            seen and unseen means): ``condition``, ``split``, ``severity``, ``accuracy``, ``ci95``,
+            ``delta`` (accuracy minus clean), ``episodes``; None otherwise.
     """
 
     env_id: str
@@ -54,9 +65,11 @@ class EvalReport:
     categories: dict[str, dict[str, float]]
     trajectories: list[Trajectory] = field(default_factory=list, repr=False)
     settings: dict[str, Any] = field(default_factory=dict)
+    robustness: list[dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable summary (no trajectories)."""
+        robustness = {} if self.robustness is None else {"robustness": self.robustness}
         return {
             "env_id": self.env_id,
             "num_questions": self.num_questions,
@@ -66,6 +79,7 @@ class EvalReport:
             "metrics": self.metrics,
             "categories": self.categories,
             "settings": self.settings,
+            **robustness,
         }
 
     def markdown(self) -> str:
@@ -85,6 +99,8 @@ class EvalReport:
             lines.append(
                 f"| {name} | {int(row['questions'])} | {100 * row['accuracy']:.1f}% | ± {100 * row['ci95']:.1f} |"
             )
+        if self.robustness is not None:
+            lines += ["", *robustness_markdown(self.robustness, self.k)]
         lines += ["", "| metric | value |", "|---|---:|"]
         lines += [f"| {k} | {_cell(v)} |" for k, v in sorted(self.metrics.items()) if isinstance(v, float)]
         if self.settings:
@@ -227,6 +243,9 @@ def evaluate(
     batch_questions: int = 32,
     worker: RolloutWorker | None = None,
     keep_partial: bool = False,
+    corruption: str | None = None,
+    severity: int = 3,
+    corruption_target: str = "all",
 ) -> EvalReport:
     """Play ``k`` episodes of each question and report Avg@k.
 
@@ -244,6 +263,12 @@ def evaluate(
         worker: Reuse an existing worker (and its environments).
         keep_partial: If the evaluation stops early (an error or Ctrl-C) after some episodes finished,
             raise :class:`EvaluationInterrupted` carrying their report instead of the bare exception.
+        corruption: None (clean), or a corruption of :mod:`mapo_env.corruptions` (a name, a group or
+            names joined by commas: one drawn per episode) applied by
+            :class:`~mapo_env.wrappers.VisualCorruption` to what the agent sees; the reset seeds seed it,
+            so every policy meets the same corrupted pixels. Not with ``worker``.
+        severity: The corruption's severity (1..5).
+        corruption_target: ``"all"`` (view and crops), ``"view"`` or ``"crops"``.
 
     An environment built with ``zoom_enabled=False`` answers every zoom call with the full view again;
     the rollout worker marks its trajectories ``info["zoom_enabled"] = False`` so that the metrics count those calls
@@ -252,12 +277,19 @@ def evaluate(
     import torch
 
     generate_kwargs = {"do_sample": False} if generate_kwargs is None else dict(generate_kwargs)
-    worker = worker or RolloutWorker(env_id, env_kwargs, generate_kwargs)
+    source: Any = env_id
+    if corruption is not None:
+        if worker is not None:
+            raise ConfigError("evaluate(): pass a corruption or a worker, not both (the worker's envs are built)")
+        source = corrupted_spec(env_id, corruption, severity, target=corruption_target)  # gym.make takes a spec
+    worker = worker or RolloutWorker(source, env_kwargs, generate_kwargs)
     worker.generate_kwargs = generate_kwargs
     if questions is None:
         questions = range(min(num_questions, worker.dataset_size))
     questions = list(questions)
     settings = {"env_kwargs": env_kwargs or {}, "generate": generate_kwargs, "actor": actor, "seed": seed}
+    if corruption is not None:
+        settings["corruption"] = {"name": corruption, "severity": severity, "target": corruption_target}
     trajectories: list[Trajectory] = []
     try:
         for repeat in range(k):
@@ -284,3 +316,150 @@ def evaluate(
         )
         raise EvaluationInterrupted(partial, error) from error
     return summarize(env_id, trajectories, k, settings)
+
+
+def per_question_accuracy(trajectories: Sequence[Trajectory]) -> dict[int, float]:
+    """Mean correctness of each question's episodes, by ``sample_index``."""
+    by_question: dict[int, list[float]] = defaultdict(list)
+    for t in trajectories:
+        by_question[t.sample_index].append(float(t.correct))
+    return {q: sum(v) / len(v) for q, v in by_question.items()}
+
+
+def evaluate_robustness(
+    policy: RolloutPolicy,
+    env_id: str,
+    env_kwargs: dict[str, Any] | None = None,
+    *,
+    corruptions: str | Sequence[str] = "all",
+    severity: int = 3,
+    corruption_target: str = "all",
+    clean: EvalReport | None = None,
+    keep_partial: bool = False,
+    **evaluate_kwargs: Any,
+) -> EvalReport:
+    """Evaluate clean, then under each corruption, on the same questions and seeds; a robustness table.
+
+    Args:
+        policy: The policy.
+        env_id: Registered environment id.
+        env_kwargs: ``gym.make`` kwargs.
+        corruptions: A group (``"seen"``, ``"unseen"``, ``"all"``), a name, names joined by commas, or a
+            list of names: each is evaluated on its own (not drawn per episode).
+        severity: The severity of every corruption (1..5).
+        corruption_target: ``"all"``, ``"view"`` or ``"crops"`` (see :class:`~mapo_env.wrappers.VisualCorruption`).
+        clean: The clean report, if already computed with the same settings (skips that run).
+        keep_partial: As in :func:`evaluate`: if a run stops early, raise :class:`EvaluationInterrupted`
+            whose report is the clean one with the rows finished so far (the last one partial).
+        **evaluate_kwargs: Passed to every :func:`evaluate` call (``questions``, ``k``, ``seed``, ...).
+
+    Returns:
+        The clean report with :attr:`EvalReport.robustness` filled: ``clean``, one row per corruption
+        (``delta`` = its accuracy minus clean, ``delta_ci95`` = the paired 95% half-width over
+        questions), then ``mean (seen)`` / ``mean (unseen)`` over the corruptions of each split evaluated
+        (per question, the mean over those corruptions). Corrupted runs keep no trajectories.
+
+    Raises:
+        UnknownNameError: An unknown corruption (the message lists the seen and unseen names).
+        ConfigError: A severity outside 1..5, a bad target, or ``worker`` among ``evaluate_kwargs``.
+    """
+    names = resolve_corruptions(corruptions if isinstance(corruptions, str) else ",".join(corruptions))
+    severity = check_severity(severity)
+    if corruption_target not in CORRUPTION_TARGETS:
+        raise ConfigError(f"corruption_target must be one of {list(CORRUPTION_TARGETS)}, got {corruption_target!r}")
+    if "worker" in evaluate_kwargs:
+        raise ConfigError("evaluate_robustness() builds one worker per corruption; do not pass worker=")
+    if clean is None:
+        clean = evaluate(policy, env_id, env_kwargs, keep_partial=keep_partial, **evaluate_kwargs)
+    baseline = per_question_accuracy(clean.trajectories)
+    rows = [_row("clean", "-", None, clean, baseline, None)]
+    scores: dict[str, dict[int, float]] = {}
+    clean.robustness = rows
+    clean.settings["robustness"] = {"corruptions": list(names), "severity": severity, "target": corruption_target}
+    for name in names:
+        split = "seen" if name in SEEN_CORRUPTIONS else "unseen"
+        try:
+            report = evaluate(
+                policy,
+                env_id,
+                env_kwargs,
+                keep_partial=keep_partial,
+                corruption=name,
+                severity=severity,
+                corruption_target=corruption_target,
+                **evaluate_kwargs,
+            )
+        except EvaluationInterrupted as stopped:
+            partial = per_question_accuracy(stopped.report.trajectories)
+            rows.append({**_row(name, split, severity, stopped.report, partial, baseline), "incomplete": True})
+            clean.settings["incomplete"] = (
+                f"the robustness runs stopped at {name}: {stopped.report.settings['incomplete']}"
+            )
+            raise EvaluationInterrupted(clean, stopped.cause) from stopped.cause
+        scores[name] = per_question_accuracy(report.trajectories)
+        rows.append(_row(name, split, severity, report, scores[name], baseline))
+    for split in ("seen", "unseen"):
+        members = [scores[n] for n in names if (n in SEEN_CORRUPTIONS) == (split == "seen")]
+        if len(members) > 1:
+            questions = sorted(set.intersection(*(set(m) for m in members)))
+            mean = {q: sum(m[q] for m in members) / len(members) for q in questions}
+            rows.append(_mean_row(f"mean ({split})", split, severity, mean, baseline, len(members)))
+    return clean
+
+
+def _row(
+    condition: str,
+    split: str,
+    severity: int | None,
+    report: EvalReport,
+    scores: dict[int, float],
+    baseline: dict[int, float] | None,
+) -> dict[str, Any]:
+    row = _mean_row(condition, split, severity, scores, baseline, 1)
+    row["episodes"] = len(report.trajectories)
+    row["tool_calls"] = report.metrics.get("eval/tool_calls", float("nan"))
+    del row["corruptions"]
+    return row
+
+
+def _mean_row(
+    condition: str,
+    split: str,
+    severity: int | None,
+    scores: dict[int, float],
+    baseline: dict[int, float] | None,
+    corruptions: int,
+) -> dict[str, Any]:
+    accuracy, ci = mean_ci95(list(scores.values()))
+    row: dict[str, Any] = {
+        "condition": condition,
+        "split": split,
+        "severity": severity,
+        "questions": len(scores),
+        "accuracy": accuracy,
+        "ci95": ci,
+        "corruptions": corruptions,
+    }
+    if baseline is not None:
+        paired = [scores[q] - baseline[q] for q in scores if q in baseline]
+        row["delta"], row["delta_ci95"] = mean_ci95(paired)
+    return row
+
+
+def robustness_markdown(rows: Sequence[dict[str, Any]], k: int) -> list[str]:
+    """The robustness table of a report, as Markdown lines (see :func:`evaluate_robustness`)."""
+    severity = next((r["severity"] for r in rows if r["severity"] is not None), None)
+    lines = [
+        f"## Robustness to visual corruptions (severity {severity}; Avg@{k}, 95% CI over questions)",
+        "",
+        "| condition | split | questions | accuracy | 95% CI | vs clean | 95% CI (paired) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        delta = f"{100 * row['delta']:+.1f} | ± {100 * row['delta_ci95']:.1f}" if "delta" in row else "— | —"
+        name = row["condition"] + (" (INCOMPLETE)" if row.get("incomplete") else "")
+        lines.append(
+            f"| {name} | {row['split']} | {row['questions']} | {100 * row['accuracy']:.1f}% "
+            f"| ± {100 * row['ci95']:.1f} | {delta} |"
+        )
+    return lines

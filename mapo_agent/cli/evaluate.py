@@ -40,6 +40,15 @@ replaced silently; the command refuses to start unless --overwrite is given (or 
 --output-dir / --stem). Every argument, the model path and the output folder are checked before
 the model is loaded; errors are one line and exit code 2. If the evaluation stops early (an error,
 Ctrl-C), the finished episodes are still written, marked INCOMPLETE.
+
+Robustness: --corruption NAME (or seen, unseen, all, or names joined by commas) evaluates the same
+questions clean and then under each corruption at --severity (1-5; ImageNet-C's scale), degrading
+every image the model sees (--corruption-target all, or only the full view or the crops); the zoom
+geometry, the alignment scores and the rewards stay those of the clean images. The report adds a
+table: each condition's accuracy with its 95% CI and its difference from clean (paired over
+questions), and the mean over the seen and the unseen corruptions. The seen set (gaussian_noise,
+gaussian_blur, jpeg, low_resolution, contrast) may be used in training; the unseen set (motion_blur,
+defocus_blur, pixelate, salt_and_pepper, brightness, fog) is for evaluation only.
 """
 
 EPILOG = """\
@@ -50,6 +59,8 @@ examples:
             --temperature 1.0 --max-new-tokens 1024
   mapo-eval --oracle --env MAPO-VStar-v0 --data-dir path/to/vstar_bench      # the upper bound
   mapo-eval --model runs/mapo-tiles/final --env-kwargs zoom_enabled=false --stem eval-nozoom   # tool disabled
+  mapo-eval --model runs/mapo-tiles/final --corruption jpeg --severity 5 --stem eval-jpeg5     # clean vs JPEG
+  mapo-eval --model runs/mapo-tiles/final --corruption all --stem eval-robust  # clean, 5 seen, 6 unseen corruptions
 """
 
 REPORT_SUFFIXES = (".json", ".md")
@@ -96,6 +107,13 @@ class EvalConfig:
     """Replace <stem>.json / <stem>.md if they exist (default: refuse to start)."""
     cpu: bool = False
     """Force CPU."""
+    corruption: str | None = None
+    """None = clean only; a corruption name, seen, unseen, all, or names joined by commas: evaluate clean and
+    under each of them (see Robustness above)."""
+    severity: int = 3
+    """Severity of the corruptions (1 = mild ... 5 = severe)."""
+    corruption_target: str = "all"
+    """Which images are corrupted: all (the full view and every crop), view, or crops."""
 
     def __post_init__(self) -> None:
         for name in ("num_questions", "k", "max_new_tokens"):
@@ -111,6 +129,20 @@ class EvalConfig:
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise ConfigError(f"--temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
         _check_stem(self.stem)
+        if self.corruption is not None:
+            from mapo_env.corruptions import check_severity, resolve_corruptions
+            from mapo_env.wrappers.corruption import CORRUPTION_TARGETS
+
+            try:
+                resolve_corruptions(self.corruption)
+                check_severity(self.severity)
+            except MapoError as error:
+                raise type(error)(f"--corruption/--severity: {error}") from None
+            if self.corruption_target not in CORRUPTION_TARGETS:
+                raise ConfigError(
+                    f"--corruption-target must be one of {', '.join(CORRUPTION_TARGETS)}, "
+                    f"got {self.corruption_target!r}"
+                )
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -217,17 +249,32 @@ def run(config: EvalConfig, questions: list[int] | None = None, env_kwargs: dict
             max_new_tokens=config.max_new_tokens,
         )
     generate = {"do_sample": config.temperature > 0}
-    report = evaluate(
-        policy,
-        config.env,
-        env_kwargs,
-        questions=questions,
-        k=config.k,
-        actor="oracle" if config.oracle else "policy",
-        generate_kwargs=generate,
-        seed=config.seed,
-        keep_partial=True,
-    )
+    protocol = {
+        "questions": questions,
+        "k": config.k,
+        "actor": "oracle" if config.oracle else "policy",
+        "generate_kwargs": generate,
+        "seed": config.seed,
+        "keep_partial": True,
+    }
+    if config.corruption is None:
+        report = evaluate(policy, config.env, env_kwargs, **protocol)
+    else:
+        from mapo_agent.evaluation import EvaluationInterrupted, evaluate_robustness
+
+        try:
+            report = evaluate_robustness(
+                policy,
+                config.env,
+                env_kwargs,
+                corruptions=config.corruption,
+                severity=config.severity,
+                corruption_target=config.corruption_target,
+                **protocol,
+            )
+        except EvaluationInterrupted as stopped:
+            _describe(stopped.report, config, questions)
+            raise
     _describe(report, config, questions)
     return report
 

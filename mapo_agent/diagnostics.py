@@ -75,7 +75,7 @@ def gradient_noise(
         grads = []
         for subset in subsets:
             rows = [i for i, t in enumerate(trajectories) if t.group_id in subset]
-            batch = policy.collate([trajectories[i] for i in rows], advantages[rows])
+            batch = algorithm.training_batch(policy, [trajectories[i] for i in rows], advantages[rows])
             if algorithm.needs_reference_model:  # the reference is the policy being measured: its KL gradient is 0
                 with torch.no_grad():
                     batch.ref_logprobs = policy.forward(batch).logprobs.detach()

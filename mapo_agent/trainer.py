@@ -330,7 +330,7 @@ class Trainer:
         sizes: list[int] = []
         for i, rows in enumerate(plan):
             t0 = time.perf_counter()
-            batch = self.policy.collate([trajectories[r] for r in rows], advantages[rows])
+            batch = algorithm.training_batch(self.policy, [trajectories[r] for r in rows], advantages[rows])
             collate_seconds += time.perf_counter() - t0
             batch.normalizer = normalizer
             sizes.append(int(batch.input_ids.numel()))

@@ -8,12 +8,13 @@ exact ids the policy appended for the environment's messages, never a re-tokenis
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Protocol
 
 import numpy as np
 import torch
 
+from mapo_env.errors import ConfigError
 from mapo_env.types import GroundedObject, Grounding
 
 __all__ = ["GroundedObject", "Grounding"]  # re-exported: the environment's ground truth, read by grounding losses
@@ -191,7 +192,8 @@ class LossNormalizer:
 class TrainBatch:
     """A collated, right-padded batch of trajectories, ready for a teacher-forced forward pass.
 
-    Built by :meth:`TrainablePolicy.collate`; algorithms read the tensors and pass the batch back to
+    Built by :meth:`TrainablePolicy.collate` (tokens and images) and given advantages by the
+    algorithm side; algorithms read the tensors and pass the batch back to
     :meth:`TrainablePolicy.forward`. Minibatches are made by collating subsets of trajectories.
 
     Attributes:
@@ -199,8 +201,11 @@ class TrainBatch:
         attention_mask: (B, T) 1 on real tokens.
         loss_mask: (B, T) float, 1 on policy-generated tokens.
         old_logprobs: (B, T) generation-time log-probs (0 off the loss mask).
-        advantages: (B, T) per-token advantages (an estimator's (B,) output broadcast on the loss mask).
         group_ids: (B,) question group of each row.
+        advantages: (B, T) per-token advantages, 0 off the loss mask. The policy's ``collate`` leaves
+            them 0 (``None`` at construction means zeros); the algorithm side sets them
+            (:meth:`~mapo_agent.algorithms.base.Algorithm.training_batch`, which broadcasts an
+            estimator's (B,) output onto the loss mask).
         ref_logprobs: (B, T) reference-model log-probs, when an algorithm needs them.
         model_inputs: Model-specific tensors for the forward pass (pixel values, image grids, token
             types ...); opaque to algorithms.
@@ -213,12 +218,16 @@ class TrainBatch:
     attention_mask: torch.Tensor
     loss_mask: torch.Tensor
     old_logprobs: torch.Tensor
-    advantages: torch.Tensor
     group_ids: torch.Tensor
+    advantages: torch.Tensor | None = None
     ref_logprobs: torch.Tensor | None = None
     model_inputs: dict[str, torch.Tensor] = field(default_factory=dict)
     trajectories: list[Trajectory] = field(default_factory=list)
     normalizer: LossNormalizer | None = None
+
+    def __post_init__(self) -> None:
+        if self.advantages is None:
+            self.advantages = torch.zeros_like(self.loss_mask)
 
     def to(self, device: torch.device | str) -> TrainBatch:
         """A copy with every tensor moved to ``device``."""
@@ -239,36 +248,141 @@ class TrainBatch:
         )
 
 
+class UnsupportedRequest(ConfigError):
+    """A policy was asked for an output or a view its :meth:`TrainablePolicy.forward` cannot produce."""
+
+
+@dataclass(frozen=True)
+class ForwardRequest:
+    """What one teacher-forced forward pass is asked for, beyond log-probs and entropy on the batch's own images.
+
+    Algorithms describe their pass with one request instead of growing the forward signature; a new
+    need is a new field here (with a default that asks for nothing), honoured by the policies that
+    can and refused by the others (:meth:`unsupported`)::
+
+        policy.forward(batch)                                              # the plain pass
+        policy.forward(batch, ForwardRequest(hidden_states=True))          # VGPO's visual focus
+        policy.forward(batch, ForwardRequest(patch_mask=PatchMask(...)))   # PAPO's masked view
+        policy.forward(batch, ForwardRequest(images=corrupted))            # ROMA's corrupted view
+        base.merge(ForwardRequest(attentions=True))                        # what two losses both need
+
+    The *view* fields (``images``, ``patch_mask``) change what the model sees; the *output* fields
+    add tensors to :class:`ForwardOutput`; ``loss_positions_only`` is a speed hint.
+
+    Attributes:
+        images: Replacement images, one per image of the batch in placeholder order (row by row, each
+            row's images in order), uint8 (H, W, 3) of the same sizes as the originals so that every
+            image keeps its tokens; ``None`` keeps the trajectories' own images. Not compared by
+            ``==`` (arrays); compare :attr:`view_key` instead.
+        patch_mask: Mask these images' vision patches before encoding (PAPO's masked view), applied
+            after ``images``; ``None`` masks nothing.
+        hidden_states: Fill :attr:`ForwardOutput.hidden_states` (last layer).
+        layer_hidden_states: Fill :attr:`ForwardOutput.layer_hidden_states` (every layer).
+        attentions: Fill :attr:`ForwardOutput.attentions` (per-layer attention probabilities).
+        loss_positions_only: Log-probs and entropy may be computed only where ``loss_mask`` is 1 (0
+            elsewhere): a hint for losses that read nothing else; a policy may ignore it.
+        view_key: A label of the replacement images (e.g. ``"gaussian_noise:3:seed=7"``) for logs,
+            equality and caches; free text.
+
+    Raises:
+        ConfigError: ``images`` is not a sequence of uint8 (H, W, 3) arrays.
+    """
+
+    images: tuple[np.ndarray, ...] | None = field(default=None, compare=False)
+    patch_mask: PatchMask | None = None
+    hidden_states: bool = False
+    layer_hidden_states: bool = False
+    attentions: bool = False
+    loss_positions_only: bool = False
+    view_key: str = ""
+
+    def __post_init__(self) -> None:
+        if self.images is None:
+            return
+        images = tuple(self.images)
+        for k, image in enumerate(images):
+            if not (
+                isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
+            ):
+                got = f"{type(image).__name__} {getattr(image, 'dtype', '')} {getattr(image, 'shape', '')}".strip()
+                raise ConfigError(
+                    f"ForwardRequest.images[{k}] must be a uint8 (H, W, 3) array, got {got}; convert with "
+                    "np.asarray(image, dtype=np.uint8)."
+                )
+        object.__setattr__(self, "images", images)
+
+    @property
+    def changes_view(self) -> bool:
+        """Whether the pass sees other images than the batch's own (``images`` or ``patch_mask`` set)."""
+        return self.images is not None or self.patch_mask is not None
+
+    def merge(self, other: ForwardRequest) -> ForwardRequest:
+        """A request for everything either asks (outputs are or-ed; ``loss_positions_only`` only if both hint it).
+
+        Raises:
+            ConfigError: Both set a view field (``images`` / ``patch_mask``) differently: one pass sees
+                one view; run two passes instead.
+        """
+        if self.images is not None and other.images is not None and self.images is not other.images:
+            raise ConfigError("cannot merge two ForwardRequests that both replace images; run two forward passes.")
+        if self.patch_mask is not None and other.patch_mask is not None and self.patch_mask != other.patch_mask:
+            raise ConfigError("cannot merge two ForwardRequests with different patch masks; run two forward passes.")
+        return ForwardRequest(
+            images=self.images if self.images is not None else other.images,
+            patch_mask=self.patch_mask if self.patch_mask is not None else other.patch_mask,
+            hidden_states=self.hidden_states or other.hidden_states,
+            layer_hidden_states=self.layer_hidden_states or other.layer_hidden_states,
+            attentions=self.attentions or other.attentions,
+            loss_positions_only=self.loss_positions_only and other.loss_positions_only,
+            view_key=self.view_key or other.view_key,
+        )
+
+    def unsupported(self, policy: object, *supported: str) -> None:
+        """Raise :class:`UnsupportedRequest` if any field outside ``supported`` asks for something.
+
+        For policies that implement part of the request (``loss_positions_only`` and ``view_key`` are
+        always acceptable: a hint and a label).
+
+        Raises:
+            UnsupportedRequest: Names the fields the policy cannot honour.
+        """
+        asked = [
+            f.name
+            for f in fields(self)
+            if f.name not in (*supported, "loss_positions_only", "view_key")
+            and getattr(self, f.name) is not None
+            and getattr(self, f.name) is not False
+        ]
+        if asked:
+            raise UnsupportedRequest(
+                f"{type(policy).__name__}.forward cannot honour ForwardRequest field(s) {asked} (it supports "
+                f"{sorted(supported)}); use a policy that does (HFPolicy supports every field) or an algorithm "
+                "that does not need them."
+            )
+
+
+PLAIN_FORWARD = ForwardRequest()
+"""The request of a plain pass: log-probs and entropy on the batch's own images."""
+
+
 class TrainablePolicy(Protocol):
     """What algorithms need from a policy: collate trajectories, and run a teacher-forced forward."""
 
-    def collate(self, trajectories: list[Trajectory], advantages: torch.Tensor | None = None) -> TrainBatch:
-        """Pad and stack trajectories; ``advantages`` (B,) or (B, T) is broadcast onto the loss mask."""
+    def collate(self, trajectories: list[Trajectory]) -> TrainBatch:
+        """Pad and stack trajectories' tokens and images; advantages stay 0.
+
+        Algorithms set advantages (:meth:`mapo_agent.algorithms.base.Algorithm.training_batch`).
+        """
         ...
 
-    def forward(
-        self,
-        batch: TrainBatch,
-        *,
-        patch_mask: PatchMask | None = None,
-        output_hidden_states: bool = False,
-        output_layer_hidden_states: bool = False,
-        output_attentions: bool = False,
-        loss_positions_only: bool = False,
-    ) -> ForwardOutput:
+    def forward(self, batch: TrainBatch, request: ForwardRequest | None = None) -> ForwardOutput:
         """Teacher-forced pass with gradients.
 
         Args:
             batch: The batch.
-            patch_mask: Mask these images' vision patches before encoding (PAPO's masked view);
-                ``None`` leaves images untouched.
-            output_hidden_states: Fill :attr:`ForwardOutput.hidden_states` (last layer).
-            output_layer_hidden_states: Fill :attr:`ForwardOutput.layer_hidden_states` (every layer).
-                Optional for policies; grounding losses need it.
-            output_attentions: Fill :attr:`ForwardOutput.attentions`. Optional for policies;
-                pointing losses need it.
-            loss_positions_only: Log-probs and entropy may be computed only where ``loss_mask`` is 1
-                (0 elsewhere): a speed hint for losses that read nothing else. Optional for policies.
+            request: What else the pass computes or which view it sees (:class:`ForwardRequest`);
+                ``None`` is the plain pass. A policy that cannot honour a field raises
+                :class:`UnsupportedRequest` (see :meth:`ForwardRequest.unsupported`).
         """
         ...
 

@@ -1,11 +1,13 @@
 """Advantage estimators: pure functions ``compute_<key>_advantage(inp, cfg) -> Tensor  # (B,)``.
 
 Every estimator takes an :class:`~mapo_agent.types.AdvantageInput` and an :class:`AdvantageConfig`
-and returns one float32 advantage per trajectory; the policy's ``collate`` broadcasts it onto the
-loss mask. Estimators are registered in :data:`ADVANTAGE_ESTIMATORS` under their key. To add one,
-write a function with this signature, decorate it with ``@ADVANTAGE_ESTIMATORS.register("key")``, and
-add a hand-computed test; no trainer edit. An estimator that needs more data gets a new optional
-field on ``AdvantageInput``, never a call-site keyword.
+and returns one float32 advantage per trajectory;
+:meth:`~mapo_agent.algorithms.base.Algorithm.training_batch` broadcasts it onto the loss mask
+(:func:`~mapo_agent.algorithms.losses.broadcast_advantages`). Estimators are registered in
+:data:`ADVANTAGE_ESTIMATORS` under their key. To add one, write a function with this signature,
+decorate it with ``@ADVANTAGE_ESTIMATORS.register("key")``, and add a hand-computed test; no trainer
+edit. An estimator that needs more data gets a new optional field on ``AdvantageInput``, never a
+call-site keyword.
 
 Shared rules (pinned by tests):
 

@@ -8,16 +8,20 @@ A trainer drives any registered algorithm through the same calls and never looks
     while algo.select_groups(trajectories) is short and rounds < algo.max_sampling_rounds:
         trajectories += collect(more questions)            # dynamic sampling refills the batch (DAPO)
     prepared = algo.prepare(trajectories)                  # select groups -> shape rewards -> advantages
-    batch = policy.collate(prepared.trajectories, prepared.advantages)
+    batch = algo.training_batch(policy, prepared.trajectories, prepared.advantages)  # collate + advantages
     if algo.needs_reference_model:
         batch.ref_logprobs = reference.forward(batch).logprobs.detach()
-    loss, metrics = algo.loss(policy, batch)               # calls policy.forward as often as it needs
+    loss, metrics = algo.loss(policy, batch)               # policy.forward(batch, ForwardRequest(...)) as needed
     loss.backward(); optimizer.step()
 
 ``prepare`` is a shortcut for ``select_groups`` -> ``advantage_input`` (which calls
 ``shape_rewards``) -> ``compute_advantages``; a trainer that over-samples to refill a batch after
 dynamic sampling can call the steps one by one. Minibatches should keep each question group whole
 (VGPO re-weights within groups of the batch it is given).
+
+The policy collates tokens and images only; :meth:`Algorithm.training_batch` puts the advantages on
+the loss mask. A loss that needs more from the model than log-probs (hidden states, another view of
+the images) asks with a :class:`~mapo_agent.types.ForwardRequest`, never with a new keyword.
 
 Adding an algorithm: one module with a config dataclass and a class decorated with
 ``@ALGORITHMS.register("name")``, imported in ``mapo_agent/algorithms/__init__.py``. No trainer edit.
@@ -34,7 +38,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from mapo_agent.algorithms.advantages import check_choice, check_field_types
-from mapo_agent.algorithms.losses import LossAggMode
+from mapo_agent.algorithms.losses import LossAggMode, broadcast_advantages
 from mapo_agent.registry import Registry
 from mapo_agent.types import AdvantageInput, TrainablePolicy, TrainBatch, Trajectory
 from mapo_env.errors import ConfigError
@@ -123,7 +127,7 @@ def keep_mixed_groups(trajectories: list[Trajectory]) -> GroupSelection:
 
 @dataclass
 class PreparedRollouts:
-    """What :meth:`Algorithm.prepare` hands to ``policy.collate``.
+    """What :meth:`Algorithm.prepare` hands to :meth:`Algorithm.training_batch`.
 
     Attributes:
         trajectories: The kept trajectories, in order.
@@ -242,6 +246,25 @@ class Algorithm(ABC):
         processes too) and passes them as ``batch.normalizer.extra``.
         """
         return {}
+
+    def training_batch(
+        self, policy: TrainablePolicy, trajectories: list[Trajectory], advantages: torch.Tensor | None = None
+    ) -> TrainBatch:
+        """``policy.collate(trajectories)`` with ``advantages`` broadcast onto its loss mask.
+
+        Args:
+            policy: Collates the tokens and images.
+            trajectories: Rows of the batch, in order.
+            advantages: (B,) per trajectory (:meth:`compute_advantages`) or (B, T) per token of the
+                padded batch; ``None`` leaves them 0.
+
+        Raises:
+            ConfigError: ``advantages`` has neither shape
+                (:func:`~mapo_agent.algorithms.losses.broadcast_advantages`).
+        """
+        batch = policy.collate(trajectories)
+        batch.advantages = broadcast_advantages(advantages, batch.loss_mask)
+        return batch
 
     def rollout_metrics(self, inp: AdvantageInput, advantages: torch.Tensor) -> dict[str, float]:
         """``rollout/*`` statistics of the rewards the advantage saw and of the advantages."""

@@ -35,7 +35,7 @@ boxes, which keeps both readable.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
@@ -45,7 +45,9 @@ from mapo_agent.algorithms.base import ALGORITHMS, batch_on_device
 from mapo_agent.algorithms.losses import aggregate, masked_mean
 from mapo_agent.algorithms.sft import SFT, SFTConfig
 from mapo_agent.types import (
+    PLAIN_FORWARD,
     ForwardOutput,
+    ForwardRequest,
     GroundablePolicy,
     GroundedObject,
     Grounding,
@@ -148,14 +150,14 @@ class GroundedSFT(SFT):
         cfg = self.config
         need_caption, need_pointing = cfg.caption_coef > 0, cfg.pointing_coef > 0
         targets = self.targets(policy, batch) if (need_caption or need_pointing) else GroundingTargets()
-        options = {}  # only what is needed, so any TrainablePolicy runs plain SFT on ungrounded batches
-        if need_caption and targets.caption_tokens:
-            options["output_layer_hidden_states"] = True
-        if need_pointing and targets.pointing:
-            options["output_attentions"] = True
-        if options:  # a groundable policy: it also takes the speed hint (the loss reads the loss mask only)
-            options["loss_positions_only"] = True
-        out = policy.forward(batch, **options)
+        # only what is needed, so any TrainablePolicy runs plain SFT on ungrounded batches
+        request = ForwardRequest(
+            layer_hidden_states=need_caption and bool(targets.caption_tokens),
+            attentions=need_pointing and bool(targets.pointing),
+        )
+        if request != PLAIN_FORWARD:  # a groundable policy: it also takes the speed hint (the loss reads the mask)
+            request = replace(request, loss_positions_only=True)
+        out = policy.forward(batch, request)
         batch = batch_on_device(batch, out.logprobs)
         nll = aggregate(
             -out.logprobs, batch.loss_mask, cfg.loss_agg_mode, self.norm_length, normalizer=batch.normalizer

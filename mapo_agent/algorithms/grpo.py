@@ -14,7 +14,7 @@ each term and sums them once::
          − entropy_coef · agg(entropy)                when entropy_coef != 0
          + extra terms of a subclass                  (PAPO's perception KL and double entropy)
 
-Subclasses change one hook: :meth:`GRPO.forward_kwargs` (VGPO asks for hidden states),
+Subclasses change one hook: :meth:`GRPO.forward_request` (VGPO asks for hidden states),
 :meth:`GRPO.token_advantages` (VGPO re-weights), :meth:`GRPO.extra_loss_terms` (PAPO), or only
 config defaults (Dr.GRPO, RLOO, MAPO).
 """
@@ -22,7 +22,6 @@ config defaults (Dr.GRPO, RLOO, MAPO).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 
@@ -36,7 +35,15 @@ from mapo_agent.algorithms.base import (
     keep_mixed_groups,
 )
 from mapo_agent.algorithms.losses import LossAggMode, aggregate, entropy_bonus, k3_kl, masked_mean, ppo_clip_loss
-from mapo_agent.types import AdvantageInput, ForwardOutput, TrainablePolicy, TrainBatch, Trajectory
+from mapo_agent.types import (
+    PLAIN_FORWARD,
+    AdvantageInput,
+    ForwardOutput,
+    ForwardRequest,
+    TrainablePolicy,
+    TrainBatch,
+    Trajectory,
+)
 from mapo_env.errors import ConfigError
 
 
@@ -123,9 +130,9 @@ class GRPO(Algorithm):
 
     # -- hooks -----------------------------------------------------------------------------------
 
-    def forward_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the main ``policy.forward`` call (none by default)."""
-        return {}
+    def forward_request(self) -> ForwardRequest:
+        """What the main ``policy.forward`` pass is asked for (:data:`~mapo_agent.types.PLAIN_FORWARD` by default)."""
+        return PLAIN_FORWARD
 
     def token_advantages(self, batch: TrainBatch, out: ForwardOutput) -> tuple[torch.Tensor, dict[str, float]]:
         """(B, T) advantages fed to PPO-clip (default: ``batch.advantages``) and any metrics."""
@@ -146,7 +153,7 @@ class GRPO(Algorithm):
             ConfigError: ``kl_coef`` > 0 but ``batch.ref_logprobs`` is ``None``.
         """
         cfg = self.config
-        out = policy.forward(batch, **self.forward_kwargs())
+        out = policy.forward(batch, self.forward_request())
         batch = batch_on_device(batch, out.logprobs)
         advantages, metrics = self.token_advantages(batch, out)
         pg_loss, pg_metrics = ppo_clip_loss(

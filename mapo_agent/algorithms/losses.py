@@ -38,6 +38,33 @@ LOG_RATIO_CLAMP = 20.0
 K3_CLAMP = 10.0
 
 
+def broadcast_advantages(advantages: torch.Tensor | None, loss_mask: torch.Tensor) -> torch.Tensor:
+    """(B, T) per-token advantages: (B,) per-sequence or (B, T) per-token advantages times the loss mask.
+
+    Args:
+        advantages: (B,) one per sequence (an estimator's output) or (B, T) one per token (T = the
+            batch's padded width); ``None`` gives zeros.
+        loss_mask: (B, T) 0/1 loss mask.
+
+    Returns:
+        (B, T) float32 on ``loss_mask``'s device, detached, 0 off the mask.
+
+    Raises:
+        ConfigError: ``advantages`` has neither shape.
+    """
+    if advantages is None:
+        return torch.zeros_like(loss_mask, dtype=torch.float32)
+    adv = torch.as_tensor(advantages, dtype=torch.float32).detach().to(loss_mask.device)
+    if adv.shape == loss_mask.shape[:1]:
+        return adv[:, None] * loss_mask
+    if adv.shape == loss_mask.shape:
+        return adv * loss_mask
+    raise ConfigError(
+        f"advantages must have shape (B,) = {tuple(loss_mask.shape[:1])} or (B, T) = {tuple(loss_mask.shape)}, "
+        f"got {tuple(adv.shape)}."
+    )
+
+
 def aggregate(
     values: torch.Tensor,
     mask: torch.Tensor,

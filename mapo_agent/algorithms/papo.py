@@ -41,7 +41,7 @@ from mapo_agent.algorithms.advantages import check_choice
 from mapo_agent.algorithms.base import ALGORITHMS, PreparedRollouts
 from mapo_agent.algorithms.grpo import GRPO, GRPOConfig
 from mapo_agent.algorithms.losses import LossAggMode, aggregate, k3_kl
-from mapo_agent.types import ForwardOutput, PatchMask, TrainablePolicy, TrainBatch, Trajectory
+from mapo_agent.types import ForwardOutput, ForwardRequest, PatchMask, TrainablePolicy, TrainBatch, Trajectory
 from mapo_env.errors import ConfigError
 
 MaskFill = Literal["black", "mean"]
@@ -138,11 +138,15 @@ class PAPO(GRPO):
                 seeds.append((base + k * 1_000_003) % (2**31 - 1) if masked else None)
         return PatchMask(self.config.image_patch_mask_ratio, tuple(seeds), self.config.mask_fill)
 
+    def masked_request(self, batch: TrainBatch) -> ForwardRequest:
+        """The masked view's pass: the main pass's request (:meth:`forward_request`) plus :meth:`patch_mask`."""
+        return self.forward_request().merge(ForwardRequest(patch_mask=self.patch_mask(batch)))
+
     def masked_forward(self, policy: TrainablePolicy, batch: TrainBatch) -> ForwardOutput:
         """Forward of ``batch`` on its masked view (:meth:`patch_mask`)."""
         grad = contextlib.nullcontext() if self.config.masked_branch_gradient else torch.no_grad()
         with grad:
-            return policy.forward(batch, patch_mask=self.patch_mask(batch))
+            return policy.forward(batch, self.masked_request(batch))
 
     def extra_loss_terms(
         self, policy: TrainablePolicy, batch: TrainBatch, out: ForwardOutput

@@ -2,7 +2,7 @@
 
 DAPO-style training (GRPO advantage, clip 0.2 / 0.28, no KL, dynamic sampling on, token-mean loss)
 whose advantages are re-weighted per token and per trajectory (the paper's Eqs. 4-11; authors' code
-github.com/wzb-bupt/VGPO @ d773c71). From the update's own forward pass (``output_hidden_states``;
+github.com/wzb-bupt/VGPO @ d773c71). From the update's own forward pass (``ForwardRequest(hidden_states=True)``;
 all weights are detached)::
 
     S_{i,t}  = cos(h_{i,t}, μ_i)      h: last-layer hidden state at generated token t,
@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -37,7 +37,7 @@ from mapo_agent.algorithms.advantages import check_choice
 from mapo_agent.algorithms.base import ALGORITHMS
 from mapo_agent.algorithms.grpo import GRPO, GRPOConfig
 from mapo_agent.algorithms.losses import LossAggMode
-from mapo_agent.types import ForwardOutput, TrainBatch
+from mapo_agent.types import ForwardOutput, ForwardRequest, TrainBatch
 from mapo_env.errors import ConfigError
 
 FocusNormalization = Literal["batch_minmax", "affine"]
@@ -223,11 +223,10 @@ class VGPO(GRPO):
     config_class = VGPOConfig
     config: VGPOConfig
     needs_whole_groups = True
-    needs_whole_groups = True
 
-    def forward_kwargs(self) -> dict[str, Any]:
+    def forward_request(self) -> ForwardRequest:
         """Ask the policy for last-layer hidden states (no extra forward pass)."""
-        return {"output_hidden_states": True}
+        return ForwardRequest(hidden_states=True)
 
     def token_advantages(self, batch: TrainBatch, out: ForwardOutput) -> tuple[torch.Tensor, dict[str, float]]:
         """Â^V = Â · f_intra · f_inter, with focus metrics.
@@ -238,7 +237,7 @@ class VGPO(GRPO):
         if out.hidden_states is None or out.image_token_mask is None:
             raise ConfigError(
                 "VGPO needs ForwardOutput.hidden_states and .image_token_mask, got None; the policy must fill "
-                "them when forward(..., output_hidden_states=True) is called."
+                "them when forward(batch, ForwardRequest(hidden_states=True)) is called."
             )
         cfg = self.config
         token_mask = batch.loss_mask > 0  # (B, T)

@@ -11,7 +11,8 @@ Rollout side (token in, token out)::
 
 Training side: :meth:`HFPolicy.collate` pads trajectories into a :class:`TrainBatch` and
 :meth:`HFPolicy.forward` runs the teacher-forced pass (log-probs from raw logits at the sampling
-temperature, entropy, optional last hidden states, optional PAPO patch masking).
+temperature, entropy, and whatever a :class:`~mapo_agent.types.ForwardRequest` asks: hidden states,
+attentions, replaced images, PAPO's patch masking). Advantages are the algorithm side's business.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from mapo_agent.policy.ops import (
     token_logprobs_and_entropy,
 )
 from mapo_agent.policy.processor import QwenVLProcessor, pad_sequences
-from mapo_agent.types import ForwardOutput, ImageTokens, PatchMask, TrainBatch, Trajectory
+from mapo_agent.types import PLAIN_FORWARD, ForwardOutput, ForwardRequest, ImageTokens, TrainBatch, Trajectory
 from mapo_env.errors import ConfigError, DependencyNotInstalled
 
 logger = logging.getLogger(__name__)
@@ -325,13 +326,18 @@ class HFPolicy:
         )
 
     # ------------------------------------------------------------------------------------- training
-    def collate(self, trajectories: list[Trajectory], advantages: torch.Tensor | None = None) -> TrainBatch:
+    def collate(self, trajectories: list[Trajectory]) -> TrainBatch:
         """Right-pad trajectories into a :class:`TrainBatch` (CPU tensors; :meth:`forward` moves them).
+
+        Tokens, masks, old log-probs and the encoded images only: advantages stay 0 (the algorithm
+        side sets them, :meth:`mapo_agent.algorithms.base.Algorithm.training_batch`).
 
         Args:
             trajectories: Episodes in row order.
-            advantages: (B,) per trajectory or (B, T) per token (T = longest trajectory); multiplied by the
-                loss mask. ``None`` gives zeros.
+
+        Raises:
+            ConfigError: No trajectory, a trajectory whose per-token lists differ in length, or whose
+                image tokens do not match its images under this processor.
         """
         if not trajectories:
             raise ConfigError("collate() needs at least one trajectory, got an empty list.")
@@ -349,49 +355,48 @@ class HFPolicy:
             attention_mask=attention_mask,
             loss_mask=loss_mask,
             old_logprobs=old_logprobs,
-            advantages=_broadcast_advantages(advantages, loss_mask),
             group_ids=torch.tensor([t.group_id for t in trajectories], dtype=torch.long),
             model_inputs=self._vision_inputs(trajectories, input_ids),
             trajectories=list(trajectories),
         )
 
-    def forward(
-        self,
-        batch: TrainBatch,
-        *,
-        patch_mask: PatchMask | None = None,
-        output_hidden_states: bool = False,
-        output_layer_hidden_states: bool = False,
-        output_attentions: bool = False,
-        loss_positions_only: bool = False,
-    ) -> ForwardOutput:
-        """Teacher-forced pass with gradients (see :class:`mapo_agent.types.TrainablePolicy`).
+    def forward(self, batch: TrainBatch, request: ForwardRequest | None = None) -> ForwardOutput:
+        """Teacher-forced pass with gradients, honouring every field of :class:`~mapo_agent.types.ForwardRequest`.
 
-        ``output_attentions`` runs the language model's attention eagerly for this call (SDPA kernels
-        do not return probabilities); the vision tower keeps its kernel. ``loss_positions_only``
-        applies the LM head only where the next token is on the loss mask (log-probs and entropy are
-        0 elsewhere): the same loss for every algorithm that masks it, with a fraction of the head's
-        cost (the head is ~15% of a tiny model's step).
+        ``request.images`` are encoded by this policy's processor and must give the same patch grids
+        as the batch's own images (same sizes), so every image keeps its tokens; ``request.patch_mask``
+        then masks patches. ``request.attentions`` runs the language model's attention eagerly for
+        this call (SDPA kernels do not return probabilities); the vision tower keeps its kernel.
+        ``request.loss_positions_only`` applies the LM head only where the next token is on the loss
+        mask (log-probs and entropy are 0 elsewhere): the same loss for every algorithm that masks it,
+        with a fraction of the head's cost (the head is ~15% of a tiny model's step).
+
+        Raises:
+            ConfigError: ``request.images`` does not hold one image per image of the batch, or an image
+                whose size changes its patch grid.
         """
+        request = request or PLAIN_FORWARD
         batch = batch.to(self.device)
         inputs = dict(batch.model_inputs)
+        if request.images is not None:
+            inputs.update(self._replacement_images(request.images, inputs.get("image_grid_thw")))
         if "pixel_values" in inputs:
             pixel_values = inputs["pixel_values"]
-            if patch_mask is not None:
+            if request.patch_mask is not None:
                 pixel_values = mask_image_patches(
-                    pixel_values, inputs["image_grid_thw"], patch_mask, self._black_pixel()
+                    pixel_values, inputs["image_grid_thw"], request.patch_mask, self._black_pixel()
                 )
             inputs["pixel_values"] = pixel_values.to(self.dtype)
-        keep = _predicting_positions(batch.loss_mask) if loss_positions_only else None
+        keep = _predicting_positions(batch.loss_mask) if request.loss_positions_only else None
         if keep is not None:
             inputs["logits_to_keep"] = keep
-        with self._eager_text_attention(output_attentions):
+        with self._eager_text_attention(request.attentions):
             out = self.training_model(
                 input_ids=batch.input_ids,
                 attention_mask=batch.attention_mask,
                 use_cache=False,
-                output_hidden_states=output_hidden_states or output_layer_hidden_states,
-                output_attentions=output_attentions,
+                output_hidden_states=request.hidden_states or request.layer_hidden_states,
+                output_attentions=request.attentions,
                 **inputs,
             )
         if keep is None:
@@ -403,10 +408,10 @@ class HFPolicy:
         return ForwardOutput(
             logprobs=logprobs,
             entropy=entropy,
-            hidden_states=out.hidden_states[-1] if output_hidden_states else None,
+            hidden_states=out.hidden_states[-1] if request.hidden_states else None,
             image_token_mask=batch.input_ids == self.processor.image_token_id,
-            layer_hidden_states=tuple(out.hidden_states) if output_layer_hidden_states else None,
-            attentions=tuple(out.attentions) if output_attentions else None,
+            layer_hidden_states=tuple(out.hidden_states) if request.layer_hidden_states else None,
+            attentions=tuple(out.attentions) if request.attentions else None,
         )
 
     # ------------------------------------------------------------------------------------ grounding
@@ -445,6 +450,29 @@ class HFPolicy:
         return self.processor.encode_text(text)
 
     # ------------------------------------------------------------------------------------ internals
+    def _replacement_images(
+        self, images: tuple[np.ndarray, ...], grids: torch.Tensor | None
+    ) -> dict[str, torch.Tensor]:
+        """``pixel_values`` and ``image_grid_thw`` of ``images``, checked against the batch's own grids."""
+        expected = 0 if grids is None else int(grids.shape[0])
+        if len(images) != expected:
+            raise ConfigError(
+                f"ForwardRequest.images holds {len(images)} image(s) but the batch has {expected}; give one "
+                "replacement per image, in placeholder order (row by row)."
+            )
+        if not images:
+            return {}
+        encoded = self.processor.encode_images(list(images))
+        grid = encoded.image_grid_thw.to(grids.device)
+        if not torch.equal(grid, grids):
+            bad = int((grid != grids).any(dim=-1).nonzero()[0])
+            raise ConfigError(
+                f"ForwardRequest.images[{bad}] encodes to a patch grid {grid[bad].tolist()} but the batch's image "
+                f"has {grids[bad].tolist()}; a replacement must keep the original's size (corrupt in place, or "
+                "resize back to it)."
+            )
+        return {"pixel_values": encoded.pixel_values.to(grids.device), "image_grid_thw": grids}
+
     def _black_pixel(self) -> torch.Tensor:
         """(C,) the value a black pixel (0) takes after the image processor's rescale and normalisation."""
         image_processor = self.processor.image_processor
@@ -549,21 +577,6 @@ def _pad_floats(rows: list[list[float]] | list[list[int]], length: int) -> torch
     for i, row in enumerate(rows):
         out[i, : len(row)] = torch.as_tensor(row, dtype=torch.float32)
     return out
-
-
-def _broadcast_advantages(advantages: torch.Tensor | None, loss_mask: torch.Tensor) -> torch.Tensor:
-    """(B,) or (B, T) advantages times the (B, T) loss mask."""
-    if advantages is None:
-        return torch.zeros_like(loss_mask)
-    adv = torch.as_tensor(advantages, dtype=torch.float32).detach().cpu()
-    if adv.shape == loss_mask.shape[:1]:
-        return adv[:, None] * loss_mask
-    if adv.shape == loss_mask.shape:
-        return adv * loss_mask
-    raise ConfigError(
-        f"advantages must have shape (B,) = {tuple(loss_mask.shape[:1])} or (B, T) = {tuple(loss_mask.shape)}, "
-        f"got {tuple(adv.shape)}."
-    )
 
 
 def _add_lora(model: Any, rank: int, alpha: float | None, dropout: float, targets: str | list[str] | None) -> Any:

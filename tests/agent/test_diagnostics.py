@@ -43,7 +43,7 @@ def test_noise_matches_a_direct_computation(batch):
     for subset in subsets:
         rows = [i for i, t in enumerate(trajectories) if t.group_id in subset]
         policy.zero_grad()
-        sub = policy.collate([trajectories[i] for i in rows], advantages[rows])
+        sub = algorithm.training_batch(policy, [trajectories[i] for i in rows], advantages[rows])
         with torch.no_grad():  # GRPO's KL to a reference taken at the measured weights (zero gradient)
             sub.ref_logprobs = policy.forward(sub).logprobs
         loss, _ = algorithm.loss(policy, sub)

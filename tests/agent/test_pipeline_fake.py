@@ -103,11 +103,11 @@ class CannedPolicy:
         state.loss_mask += [mask] * len(ids)
 
     # training side --------------------------------------------------------------------------------
-    def collate(self, trajectories, advantages=None):
-        return self.model.collate(trajectories, advantages)
+    def collate(self, trajectories):
+        return self.model.collate(trajectories)
 
-    def forward(self, batch, **kwargs):
-        return self.model.forward(batch, **kwargs)
+    def forward(self, batch, request=None):
+        return self.model.forward(batch, request)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return list(self.model.parameters())
@@ -148,7 +148,7 @@ def test_canned_texts_go_through_env_rollout_and_algorithm():
     mapo = make_algorithm("mapo")
     prepared = mapo.prepare(trajectories)
     assert prepared.advantages.shape == (6,)
-    batch = policy.collate(prepared.trajectories, prepared.advantages)
+    batch = mapo.training_batch(policy, prepared.trajectories, prepared.advantages)
     batch.ref_logprobs = policy.frozen_copy().forward(batch).logprobs  # GRPO's KL to the reference (0.04)
     loss, metrics = mapo.loss(policy, batch)
     assert torch.isfinite(loss) and "train/loss" in metrics

@@ -2,9 +2,11 @@
 
 Vocabulary of 16 ids: 0 = padding, 1 = image placeholder, the rest text. Each trajectory carries
 one 4x4 RGB image, cut into 4 patches of 2x2x3 values; the k-th image token of a row receives the
-projection of patch k. A ``patch_mask`` masks each patch of a row's image with its probability
-(one seeded draw per image, as the real policy), filling black (0) or the image mean, so the masked
-view really changes the log-probs. A causal
+projection of patch k. ``forward`` takes a :class:`~mapo_agent.types.ForwardRequest`: replacement
+``images`` (one per row) are patchified instead of the row's own; a ``patch_mask`` masks each patch
+of a row's image with its probability (one seeded draw per image, as the real policy), filling black
+(0) or the image mean, so the masked view really changes the log-probs; ``hidden_states`` are
+returned on request. Other fields raise :class:`~mapo_agent.types.UnsupportedRequest`. A causal
 running mean of the token embeddings gives every position a view of everything before it.
 """
 
@@ -14,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from mapo_agent.types import ForwardOutput, PatchMask, TrainBatch, Trajectory
+from mapo_agent.types import ForwardOutput, ForwardRequest, TrainBatch, Trajectory
 
 VOCAB = 16
 IMAGE_TOKEN = 1
@@ -42,7 +44,7 @@ class FakePolicy(nn.Module):
         nn.init.normal_(self.image_proj.weight, std=2.0)  # images matter enough for a visible masked-view KL
         self.calls: list[dict] = []
 
-    def collate(self, trajectories: list[Trajectory], advantages: torch.Tensor | None = None) -> TrainBatch:
+    def collate(self, trajectories: list[Trajectory]) -> TrainBatch:
         width = max(len(t.input_ids) for t in trajectories)
         rows = len(trajectories)
         input_ids = torch.zeros(rows, width, dtype=torch.long)
@@ -55,36 +57,33 @@ class FakePolicy(nn.Module):
             attention[i, :n] = 1
             loss_mask[i, :n] = torch.tensor(t.loss_mask, dtype=torch.float32)
             old_logprobs[i, :n] = torch.tensor(t.old_logprobs, dtype=torch.float32)
-        if advantages is None:
-            advantages = torch.zeros(rows)
-        if advantages.dim() == 1:
-            advantages = advantages.unsqueeze(-1) * loss_mask  # (B, T)
         return TrainBatch(
             input_ids=input_ids,
             attention_mask=attention,
             loss_mask=loss_mask,
             old_logprobs=old_logprobs,
-            advantages=advantages,
             group_ids=torch.tensor([t.group_id for t in trajectories], dtype=torch.long),
             model_inputs={"pixel_values": torch.stack([image_patches(t.images[0]) for t in trajectories])},
             trajectories=list(trajectories),
         )
 
-    def forward(
-        self,
-        batch: TrainBatch,
-        *,
-        patch_mask: PatchMask | None = None,
-        output_hidden_states: bool = False,
-    ) -> ForwardOutput:
+    def forward(self, batch: TrainBatch, request: ForwardRequest | None = None) -> ForwardOutput:
+        request = request or ForwardRequest()
+        request.unsupported(self, "images", "patch_mask", "hidden_states")
+        patch_mask = request.patch_mask
         self.calls.append(
             {
+                "request": request,
                 "patch_mask": patch_mask,
-                "output_hidden_states": output_hidden_states,
+                "images": request.images,
+                "output_hidden_states": request.hidden_states,
                 "grad_enabled": torch.is_grad_enabled(),
             }
         )
         patches = batch.model_inputs["pixel_values"]  # (B, P, F)
+        if request.images is not None:
+            assert len(request.images) == patches.shape[0], "one replacement image per row here"
+            patches = torch.stack([image_patches(img) for img in request.images]).to(patches)
         if patch_mask is not None:
             seeds = patch_mask.image_seeds  # one image per row here
             assert len(seeds) == patches.shape[0], "one seed (or None) per image"
@@ -114,7 +113,7 @@ class FakePolicy(nn.Module):
         return ForwardOutput(
             logprobs=torch.cat([zero, token_logprobs * real], dim=1),
             entropy=torch.cat([zero, entropy * real], dim=1),
-            hidden_states=hidden if output_hidden_states else None,
+            hidden_states=hidden if request.hidden_states else None,
             image_token_mask=image_mask,
         )
 

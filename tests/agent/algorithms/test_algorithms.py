@@ -36,7 +36,7 @@ def update_step(algo: Algorithm, policy: FakePolicy, trajectories, reference: Fa
     if algo.context is None:
         algo.bind(CONTEXT)
     prepared = algo.prepare(trajectories)
-    batch = policy.collate(prepared.trajectories, prepared.advantages)
+    batch = algo.training_batch(policy, prepared.trajectories, prepared.advantages)
     if algo.needs_reference_model:
         with torch.no_grad():
             batch.ref_logprobs = (reference or policy).forward(batch).logprobs
@@ -284,7 +284,7 @@ def test_sft_is_token_mean_nll_and_ignores_advantages():
     policy = FakePolicy()
     trajectories = make_batch_trajectories(policy, MIXED)
     algo = SFT()
-    batch = policy.collate(trajectories, torch.randn(len(trajectories)))
+    batch = algo.training_batch(policy, trajectories, torch.randn(len(trajectories)))
     loss, metrics = algo.loss(policy, batch)
     with torch.no_grad():
         out = policy.forward(batch)

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from mapo_agent.algorithms import GroundedSFT, GroundedSFTConfig, make_algorithm
 from mapo_agent.policy import HFPolicy
 from mapo_agent.rollout import RolloutWorker
+from mapo_agent.types import ForwardRequest
 from mapo_env.errors import ConfigError
 from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectories
 
@@ -86,7 +87,7 @@ def test_loss_is_nll_plus_weighted_terms(policy, episodes):
         loss, metrics = algo.loss(policy, batch)
         plain, _ = make_algorithm("sft").loss(policy, batch)
         targets = algo.targets(policy, batch)
-        out = policy.forward(batch, output_layer_hidden_states=True, output_attentions=True)
+        out = policy.forward(batch, ForwardRequest(layer_hidden_states=True, attentions=True))
     assert metrics["train/nll"] == pytest.approx(plain.item(), rel=1e-5)
     expected = metrics["train/nll"] + 0.3 * metrics["train/caption_loss"] + 0.7 * metrics["train/pointing_loss"]
     assert loss.item() == pytest.approx(expected, rel=1e-5)

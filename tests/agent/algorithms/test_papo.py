@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mapo_agent.algorithms import PAPO, PAPOConfig
-from mapo_agent.types import PatchMask
+from mapo_agent.types import ForwardRequest, PatchMask
 from mapo_env.errors import ConfigError
 from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectories
 
@@ -17,13 +17,13 @@ def setup(seed: int = 0, **cfg):
     policy = FakePolicy(seed=seed)
     trajectories = make_batch_trajectories(policy, MIXED, seed=seed)
     algo = PAPO(PAPOConfig(**{"kl_coef": 0.0, **cfg}))
-    batch = policy.collate(trajectories, algo.prepare(trajectories).advantages)
+    batch = algo.training_batch(policy, trajectories, algo.prepare(trajectories).advantages)
     return policy, algo, batch
 
 
 def sampled_entropy(policy, batch, mask=None):
     with torch.no_grad():
-        out = policy.forward(batch, patch_mask=mask)
+        out = policy.forward(batch, ForwardRequest(patch_mask=mask))
     return out.logprobs, (-out.logprobs * batch.loss_mask).sum() / batch.loss_mask.sum()
 
 

@@ -7,7 +7,7 @@ import torch
 
 from mapo_agent.algorithms import VGPO, VGPOConfig
 from mapo_agent.algorithms.vgpo import attention_compensation, dual_grained_factors, normalize_focus, visual_focus
-from mapo_agent.types import ForwardOutput
+from mapo_agent.types import ForwardOutput, ForwardRequest
 from mapo_env.errors import ConfigError
 from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectories
 
@@ -96,11 +96,11 @@ def _batch(seed=0):
 
 def test_vgpo_uses_one_forward_with_hidden_states_and_reweights():
     policy, algo, prepared = _batch()
-    batch = policy.collate(prepared.trajectories, prepared.advantages)
+    batch = algo.training_batch(policy, prepared.trajectories, prepared.advantages)
     _, metrics = algo.loss(policy, batch)
     assert [c["output_hidden_states"] for c in policy.calls] == [True]
     with torch.no_grad():
-        out = policy.forward(batch, output_hidden_states=True)
+        out = policy.forward(batch, ForwardRequest(hidden_states=True))
     advantages, _ = algo.token_advantages(batch, out)
     mask = batch.loss_mask.bool()
     assert torch.equal(advantages[~mask], torch.zeros_like(advantages[~mask]))
@@ -113,25 +113,25 @@ def test_vgpo_uses_one_forward_with_hidden_states_and_reweights():
 def test_vgpo_groups_by_id_not_by_row_order():
     policy, algo, prepared = _batch()
     order = [3, 0, 4, 2, 1]  # interleave the two groups
-    batch = policy.collate(prepared.trajectories, prepared.advantages)
-    shuffled = policy.collate([prepared.trajectories[i] for i in order], prepared.advantages[order])
+    batch = algo.training_batch(policy, prepared.trajectories, prepared.advantages)
+    shuffled = algo.training_batch(policy, [prepared.trajectories[i] for i in order], prepared.advantages[order])
     with torch.no_grad():
-        adv, _ = algo.token_advantages(batch, policy.forward(batch, output_hidden_states=True))
-        adv_shuffled, _ = algo.token_advantages(shuffled, policy.forward(shuffled, output_hidden_states=True))
+        adv, _ = algo.token_advantages(batch, policy.forward(batch, ForwardRequest(hidden_states=True)))
+        adv_shuffled, _ = algo.token_advantages(shuffled, policy.forward(shuffled, ForwardRequest(hidden_states=True)))
     width = adv_shuffled.shape[1]
     torch.testing.assert_close(adv_shuffled, adv[order][:, :width])
 
 
 def test_vgpo_needs_hidden_states():
     policy, algo, prepared = _batch()
-    batch = policy.collate(prepared.trajectories, prepared.advantages)
+    batch = algo.training_batch(policy, prepared.trajectories, prepared.advantages)
     out = ForwardOutput(logprobs=torch.zeros(1), entropy=torch.zeros(1))
     with pytest.raises(ConfigError, match=re.escape("VGPO needs ForwardOutput.hidden_states and .image_token_mask")):
         algo.token_advantages(batch, out)
 
 
 def test_vgpo_affine_focus_option_runs():
-    policy, _, prepared = _batch()
-    batch = policy.collate(prepared.trajectories, prepared.advantages)
+    policy, algo, prepared = _batch()
+    batch = algo.training_batch(policy, prepared.trajectories, prepared.advantages)
     loss, _ = VGPO(VGPOConfig(focus_normalization="affine")).loss(policy, batch)
     assert torch.isfinite(loss)

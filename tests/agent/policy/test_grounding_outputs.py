@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from mapo_agent.types import ForwardRequest
+
 
 @pytest.fixture(scope="module")
 def batch(tiny_policy, two_episodes):
@@ -32,7 +34,7 @@ def test_layer_states_and_attentions(tiny_policy, batch):
     text_config = model.config.text_config
     before = text_config._attn_implementation
     with torch.no_grad():
-        out = tiny_policy.forward(batch, output_layer_hidden_states=True, output_attentions=True)
+        out = tiny_policy.forward(batch, ForwardRequest(layer_hidden_states=True, attentions=True))
         plain = tiny_policy.forward(batch)
     assert text_config._attn_implementation == before  # switched to eager for the call only
     layers = text_config.num_hidden_layers
@@ -56,7 +58,7 @@ def test_layer_states_and_attentions(tiny_policy, batch):
 def test_loss_positions_only_gives_the_same_masked_logprobs(tiny_policy, batch):
     with torch.no_grad():
         full = tiny_policy.forward(batch)
-        lean = tiny_policy.forward(batch, loss_positions_only=True)
+        lean = tiny_policy.forward(batch, ForwardRequest(loss_positions_only=True))
     mask = batch.loss_mask.bool()
     torch.testing.assert_close(lean.logprobs[mask], full.logprobs[mask], atol=1e-5, rtol=0)
     torch.testing.assert_close(lean.entropy[mask], full.entropy[mask], atol=1e-5, rtol=0)

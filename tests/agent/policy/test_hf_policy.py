@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from mapo_agent.algorithms import GRPO
 from mapo_agent.policy import HFPolicy
 from mapo_agent.policy.ops import mask_image_patches
-from mapo_agent.types import PatchMask
+from mapo_agent.types import ForwardRequest, PatchMask
 from mapo_env.errors import ConfigError
 from tests.agent.policy.conftest import FakeZoomEnv, run_episodes
 
@@ -118,14 +119,14 @@ def test_one_adamw_step_changes_parameters(tiny_policy, two_episodes):
     _, states = two_episodes
     policy = HFPolicy(tiny_policy.model, tiny_policy.processor)
     before = {n: p.detach().clone() for n, p in policy.model.named_parameters()}
-    batch = policy.collate([policy.to_trajectory(s) for s in states], torch.tensor([1.0, -0.5]))
+    batch = GRPO().training_batch(policy, [policy.to_trajectory(s) for s in states], torch.tensor([1.0, -0.5]))
     assert (
         batch.advantages[0][batch.loss_mask[0].bool()].eq(1.0).all()
         and batch.advantages[batch.loss_mask == 0].eq(0).all()
     )
     optimizer = torch.optim.AdamW(policy.trainable_parameters(), lr=1e-3)
     try:
-        out = policy.forward(batch, output_hidden_states=True)
+        out = policy.forward(batch, ForwardRequest(hidden_states=True))
         assert out.hidden_states.shape == (*batch.input_ids.shape, 128) and out.entropy.shape == batch.input_ids.shape
         loss = -(batch.advantages * out.logprobs).sum() / batch.loss_mask.sum()
         assert torch.isfinite(loss)
@@ -170,24 +171,25 @@ def test_forward_with_patch_masking_changes_image_conditioned_logprobs(tiny_poli
     batch = tiny_policy.collate([trajectory])
     with torch.no_grad():
         plain = tiny_policy.forward(batch)
-        masked = tiny_policy.forward(batch, patch_mask=PatchMask(0.5, (0,) * len(trajectory.images)))
+        masked = tiny_policy.forward(batch, ForwardRequest(patch_mask=PatchMask(0.5, (0,) * len(trajectory.images))))
     mask = batch.loss_mask.bool()
     assert (plain.logprobs[mask] - masked.logprobs[mask]).abs().max() > 1e-5
     assert tiny_policy._black_pixel().shape == (3,)
 
 
-def test_collate_checks_advantages_and_lengths(tiny_policy, two_episodes):
+def test_collate_pads_tokens_and_the_algorithm_sets_advantages(tiny_policy, two_episodes):
     _, states = two_episodes
     trajectories = [tiny_policy.to_trajectory(s) for s in states]
     length = max(len(t.input_ids) for t in trajectories)
+    plain = tiny_policy.collate(trajectories)
+    assert plain.input_ids.shape == (2, length) and torch.equal(plain.advantages, torch.zeros(2, length))
+    assert plain.attention_mask[0].sum() == len(trajectories[0].input_ids)  # right padded
     per_token = torch.arange(2 * length, dtype=torch.float32).view(2, length)
-    batch = tiny_policy.collate(trajectories, per_token)
-    assert batch.input_ids.shape == (2, length)
+    batch = GRPO().training_batch(tiny_policy, trajectories, per_token)
     assert torch.equal(batch.advantages, per_token * batch.loss_mask)
-    assert batch.attention_mask[0].sum() == len(trajectories[0].input_ids)  # right padded
     for bad in (torch.ones(3), torch.ones(2, 7)):
         with pytest.raises(ConfigError, match="advantages must have shape"):
-            tiny_policy.collate(trajectories, bad)
+            GRPO().training_batch(tiny_policy, trajectories, bad)
     bad = tiny_policy.to_trajectory(states[0])
     bad.loss_mask = bad.loss_mask[:-1]
     with pytest.raises(ConfigError, match="same length"):

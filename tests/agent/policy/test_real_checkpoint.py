@@ -6,6 +6,7 @@ import json
 
 import torch
 
+from mapo_agent.algorithms.losses import broadcast_advantages
 from mapo_agent.policy import HFPolicy
 from tests.agent.policy.conftest import FakeZoomEnv, run_episodes
 
@@ -35,7 +36,8 @@ def test_real_style_checkpoint_generates_and_trains(real_style_checkpoint):
     for s in states:
         generated = [t for t, m in zip(s.input_ids, s.loss_mask) if m]
         assert all(t < len(policy.processor.tokenizer) and t != policy.processor.image_token_id for t in generated)
-    batch = policy.collate(trajectories, torch.tensor([1.0, -1.0]))
+    batch = policy.collate(trajectories)
+    batch.advantages = broadcast_advantages(torch.tensor([1.0, -1.0]), batch.loss_mask)
     out = policy.forward(batch)
     mask = batch.loss_mask.bool()
     torch.testing.assert_close(out.logprobs[mask], batch.old_logprobs[mask], atol=1e-4, rtol=0)
@@ -64,7 +66,8 @@ def test_lora_and_gradient_checkpointing(real_style_checkpoint):
     assert trainable and all("lora_" in n and "language_model" in n for n in trainable)
     torch.manual_seed(0)
     states = run_episodes(policy, [FakeZoomEnv((56, 56), "Q?", ["crop", "end"], seed=4)])
-    batch = policy.collate([policy.to_trajectory(states[0])], torch.tensor([1.0]))
+    batch = policy.collate([policy.to_trajectory(states[0])])
+    batch.advantages = batch.loss_mask.clone()  # advantage 1 on every generated token
     policy.train()
     out = policy.forward(batch)
     (-(batch.advantages * out.logprobs).sum()).backward()

@@ -64,8 +64,9 @@ import reprlib
 import tokenize
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
+from functools import lru_cache
 from typing import Any, Literal
 
 from mapo_env.errors import ConfigError, InvalidActionType
@@ -177,6 +178,9 @@ class ZoomCall:
     label: str | None = None
     image_index: int = 0
     name: str = ZOOM_TOOL_NAME
+    coords: str | None = field(default=None, repr=False)
+    """The frame of ``bbox`` when the call itself fixes it (a dialect's fallback, e.g. pixels written to a
+    [0, 1] tool); ``None`` means the environment's ``coords``."""
 
 
 @dataclass(frozen=True)
@@ -202,8 +206,12 @@ class ParsedAction:
     message: str = ""
 
 
-class _Reject(Exception):
-    """Internal: a turn that cannot be carried out; caught once, in :func:`parse_action`."""
+class ActionRejected(Exception):
+    """A turn that cannot be carried out: raised by the parsing helpers, caught by the dialect's parser.
+
+    It never leaves a parser: :func:`parse_action` (and every dialect's ``parse``) turns it into a
+    :class:`ParsedAction` with ``kind="invalid"``, ``error=code`` and ``message``.
+    """
 
     def __init__(self, code: ToolError, message: str) -> None:
         super().__init__(message)
@@ -211,15 +219,29 @@ class _Reject(Exception):
         self.message = message
 
 
+_Reject = ActionRejected
+
+
 @dataclass
-class _Scan:
-    """Internal: the blocks of a turn and its first action tag outside them."""
+class TurnScan:
+    """The blocks of a turn and its first action tag outside them (see :func:`scan_turn`).
+
+    Attributes:
+        think: The stripped text of each ``<think>`` block, in order.
+        description: The first ``<description>`` block (stripped), or ``None``.
+        action: The first action tag outside the blocks (``match.group(2)`` is its lower-case name).
+        unclosed: The name of a block left open (it swallowed the rest of the turn), or ``None``.
+        tags_in_think: An action tag was seen inside a ``<think>`` block.
+    """
 
     think: list[str]
     description: str | None = None
     action: re.Match[str] | None = None
     unclosed: str | None = None
     tags_in_think: bool = False
+
+
+_Scan = TurnScan
 
 
 def parse_action(text: str) -> ParsedAction:
@@ -329,40 +351,63 @@ def format_answer(letter: str) -> str:
 # Turn structure: blocks and the first action tag
 
 
-def _scan(text: str) -> _Scan:
+def scan_turn(text: str, action_tags: tuple[str, ...] = _ACTIONS) -> TurnScan:
+    """Walk a turn's tags once (linear time): collect the blocks, stop at the first action tag outside them.
+
+    The rules of the module docstring (blocks are not actions, an unclosed block runs to the end, a
+    leading ``</think>`` closes a block that began with the turn) hold for any set of action tags, so
+    each dialect reuses them with its own tags (``("tool_call", "answer")``, ``("grounding", "answer")``).
+
+    Args:
+        text: The model's turn.
+        action_tags: Lower-case names of the tags that start an action (``<name>``, case-insensitive).
+
+    Returns:
+        A :class:`TurnScan`.
+    """
+    return _scan(text, _tag_re(tuple(action_tags)), tuple(action_tags))
+
+
+@lru_cache(maxsize=16)
+def _tag_re(action_tags: tuple[str, ...]) -> re.Pattern[str]:
+    names = "|".join(re.escape(name) for name in (*_BLOCKS, *action_tags))
+    return re.compile(rf"<(/?)({names})>", re.IGNORECASE)
+
+
+def _scan(text: str, tag_re: re.Pattern[str] = _TAG_RE, actions: tuple[str, ...] = _ACTIONS) -> TurnScan:
     """Walk the tags once (linear time): collect blocks, stop at the first action tag outside them."""
-    scan = _Scan(think=[])
+    scan = TurnScan(think=[])
     pos, first_tag = 0, True
-    while (match := _TAG_RE.search(text, pos)) is not None:
+    while (match := tag_re.search(text, pos)) is not None:
         closing, name = match.group(1) == "/", match.group(2).lower()
-        if not closing and name in _ACTIONS:
+        if not closing and name in actions:
             scan.action = match
             return scan
         if closing and name == "think" and first_tag:  # "</think>" first: the block began with the turn
-            _add_block(scan, "think", text[: match.start()])
-        elif not closing:  # name is a block: skip to its closing tag
+            _add_block(scan, "think", text[: match.start()], tag_re, actions)
+        elif not closing and name in _BLOCKS:  # skip to the block's closing tag
             end = _CLOSE_RE[name].search(text, match.end())
             if end is None:
-                _add_block(scan, name, text[match.end() :])
+                _add_block(scan, name, text[match.end() :], tag_re, actions)
                 scan.unclosed = name
                 return scan
-            _add_block(scan, name, text[match.end() : end.start()])
+            _add_block(scan, name, text[match.end() : end.start()], tag_re, actions)
             match = end
         first_tag = False  # stray closing tags are ignored
         pos = match.end()
     return scan
 
 
-def _add_block(scan: _Scan, name: str, content: str) -> None:
+def _add_block(scan: TurnScan, name: str, content: str, tag_re: re.Pattern[str], actions: tuple[str, ...]) -> None:
     if name == "think":
         scan.think.append(content.strip())
-        scan.tags_in_think = scan.tags_in_think or _has_action_tag(content)
+        scan.tags_in_think = scan.tags_in_think or _has_action_tag(content, tag_re, actions)
     elif scan.description is None:
         scan.description = content.strip()
 
 
-def _has_action_tag(content: str) -> bool:
-    return any(m.group(2).lower() in _ACTIONS for m in _TAG_RE.finditer(content) if not m.group(1))
+def _has_action_tag(content: str, tag_re: re.Pattern[str], actions: tuple[str, ...]) -> bool:
+    return any(m.group(2).lower() in actions for m in tag_re.finditer(content) if not m.group(1))
 
 
 def _no_action_message(scan: _Scan) -> str:
@@ -378,9 +423,18 @@ def _no_action_message(scan: _Scan) -> str:
     )
 
 
-def _answer_text(text: str, tag: re.Match[str]) -> str:
+def answer_text(text: str, tag: re.Match[str], action_tags: tuple[str, ...] = _ACTIONS) -> str:
+    """The stripped text after the ``<answer>`` tag ``tag``: up to the next tag of the grammar or the end.
+
+    Raises:
+        ActionRejected: ``empty_answer`` when nothing but blanks is left.
+    """
+    return _answer_text(text, tag, _tag_re(tuple(action_tags)))
+
+
+def _answer_text(text: str, tag: re.Match[str], tag_re: re.Pattern[str] = _TAG_RE) -> str:
     """The stripped answer: up to ``</answer>``, else up to the next grammar tag or the end."""
-    nxt = _TAG_RE.search(text, tag.end())
+    nxt = tag_re.search(text, tag.end())
     answer = text[tag.end() : nxt.start() if nxt is not None else len(text)].strip()
     if not answer:
         raise _Reject(
@@ -408,20 +462,52 @@ def _tool_call(text: str, tag: re.Match[str]) -> ZoomCall:
     return _zoom_call(call)
 
 
-def _decode_object(text: str, start: int, end: int, what: str) -> dict[Any, Any]:
+def _decode_object(
+    text: str, start: int, end: int, what: str, example: str | None = None, bare_keys: bool = False
+) -> dict[Any, Any]:
     """Decode the object at ``text[start]`` (a ``{``); strict JSON first, then the bounded fallback."""
+    return decode_object(text, start, end, what, example, bare_keys=bare_keys)
+
+
+def decode_object(
+    text: str, start: int, end: int, what: str, example: str | None = None, *, bare_keys: bool = False
+) -> dict[Any, Any]:
+    """Decode the JSON object that starts at ``text[start]`` (a ``{``) and ends before ``end``.
+
+    Strict JSON first (text after the object is ignored); when that fails and the body is at most
+    :data:`LENIENT_MAX_CHARS` long, the bounded fallback closes brackets a truncated turn left open and
+    accepts Python literals. With ``bare_keys``, unquoted keys and bare-word values
+    (``{bbox_2d: [...], source: original_image}``) are quoted first.
+
+    Args:
+        text: The turn.
+        start: Index of the opening ``{``.
+        end: Where the region that may hold the object ends (a closing tag, or the end of the turn).
+        what: How the error message names the object (``"the <tool_call> body"``).
+        example: The well-formed call the error message shows (default: the DeepEyes call).
+        bare_keys: Also try quoting bare keys and bare-word values.
+
+    Returns:
+        The decoded ``dict``.
+
+    Raises:
+        ActionRejected: ``bad_json``, with a message quoting at most about 80 characters of the text.
+    """
+    example = example if example is not None else f"{_CALL_EXAMPLE}</tool_call>"
     try:
         value, _ = _DECODER.raw_decode(text, start)
     except (ValueError, RecursionError) as err:  # JSONDecodeError is a ValueError
-        value = _lenient_object(text[start:end]) if end - start <= LENIENT_MAX_CHARS else None
+        body = text[start:end]
+        value = _lenient_object(body) if end - start <= LENIENT_MAX_CHARS else None
+        if value is None and bare_keys and end - start <= LENIENT_MAX_CHARS:
+            value = _lenient_object(quote_bare_words(body))
         if value is None:
             reason = (
                 f" (JSON error at char {err.pos - start}: {err.msg})" if isinstance(err, json.JSONDecodeError) else ""
             )
             raise _Reject(
                 ToolError.BAD_JSON,
-                f"Error: {what} must be a JSON object{reason}; got {_brief(text[start:end])}. "
-                f"Write {_CALL_EXAMPLE}</tool_call>.",
+                f"Error: {what} must be a JSON object{reason}; got {_brief(text[start:end])}. Write {example}.",
             ) from None
     if not isinstance(value, dict):
         raise _Reject(ToolError.BAD_JSON, f"Error: {what} must be a JSON object; got {_brief(value)}.")
@@ -440,6 +526,24 @@ def _lenient_object(body: str) -> Any:
             except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
                 continue
     return None
+
+
+_BARE_KEY_RE = re.compile(r"([{,]\s*)([A-Za-z_][A-Za-z0-9_]*)(\s*:)")
+_BARE_VALUE_RE = re.compile(r"(:\s*)([A-Za-z_][A-Za-z0-9_]*)(\s*[,}\]]|\s*$)")
+_LITERAL_WORDS = frozenset({"true", "false", "null", "True", "False", "None"})
+
+
+def quote_bare_words(body: str) -> str:
+    """``{bbox_2d: [1, 2, 3, 4], source: original_image}`` -> the same with its keys and bare words quoted.
+
+    Only words outside strings are touched, and ``true``/``false``/``null`` (and Python's spellings) are
+    kept as literals. Used by the lenient fallback of dialects whose models drop the quotes.
+    """
+    parts = re.split(r"(\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*')", body)
+    for i in range(0, len(parts), 2):  # even parts lie outside string literals
+        chunk = _BARE_KEY_RE.sub(lambda m: f'{m[1]}"{m[2]}"{m[3]}', parts[i])
+        parts[i] = _BARE_VALUE_RE.sub(lambda m: m[0] if m[2] in _LITERAL_WORDS else f'{m[1]}"{m[2]}"{m[3]}', chunk)
+    return "".join(parts)
 
 
 def _python_literal(text: str) -> Any:
@@ -632,3 +736,114 @@ def format_coordinate(x: float, decimals: int = 2) -> str:
     if rounded.is_integer():
         return str(int(rounded))
     return f"{rounded:.{decimals}f}".rstrip("0")
+
+
+def brief(value: Any) -> str:
+    """A short, escaped rendering of a model-supplied value for an error message (at most about 80 characters)."""
+    return _brief(value)
+
+
+def parse_bbox(value: Any) -> tuple[float, float, float, float]:
+    """A box as the model wrote it -> 4 finite floats (see the module docstring's *bbox* rule).
+
+    Raises:
+        ActionRejected: ``bad_bbox``.
+    """
+    return _bbox(value)
+
+
+def parse_label(value: Any) -> str | None:
+    """A label as the model wrote it -> stripped ``str`` or ``None`` (see the module docstring's *label* rule).
+
+    Raises:
+        ActionRejected: ``bad_args`` for a value that is neither a string nor null.
+    """
+    return _label(value)
+
+
+def checked_format_bbox(bbox: Any, caller: str = "format_tool_call") -> list[float]:
+    """Our own box (4 finite numbers) as floats, for the ``format_*`` helpers of the dialects.
+
+    Raises:
+        ConfigError: ``bbox`` is not 4 finite numbers.
+    """
+    try:
+        return _checked_format_bbox(bbox)
+    except ConfigError as error:
+        raise ConfigError(str(error).replace("format_tool_call", caller, 1)) from None
+
+
+def check_answer_letter(letter: Any, caller: str = "format_answer") -> str:
+    """``letter`` stripped, if it is a non-blank ``str`` free of grammar tags (``<answer>``, ``<tool_call>``...).
+
+    Raises:
+        ConfigError: otherwise.
+    """
+    if not isinstance(letter, str) or not letter.strip() or _TAG_RE.search(letter):
+        raise ConfigError(
+            f"{caller} expects a non-blank str without <answer>/<tool_call>/<think> tags, got {letter!r:.80}."
+        )
+    return letter.strip()
+
+
+def zoom_call_from_object(call: dict[Any, Any], tool_names: frozenset[str] = ZOOM_TOOL_NAMES) -> ZoomCall:
+    """A decoded call object -> :class:`ZoomCall`, with the argument rules of the module docstring.
+
+    Accepted shapes: ``{"name", "arguments"}``, the OpenAI ``{"type": "function", ...}`` wrapper,
+    ``arguments`` as a JSON string.
+
+    Args:
+        call: The decoded object.
+        tool_names: Lower-case, underscore-joined names accepted for the zoom tool.
+
+    Raises:
+        ActionRejected: ``unknown_tool``, ``bad_args``, ``bad_bbox``.
+    """
+    if tool_names is ZOOM_TOOL_NAMES:
+        return _zoom_call(call)
+    function = call.get("function")
+    if "name" not in call and isinstance(function, dict):
+        call = function
+    name = call.get("name")
+    if not (isinstance(name, str) and re.sub(r"[\s-]+", "_", name.strip().lower()) in tool_names):
+        got = "no name" if name is None else _brief(name)
+        known = ", ".join(f'"{n}"' for n in sorted(tool_names))
+        raise _Reject(ToolError.UNKNOWN_TOOL, f"Error: unknown tool ({got}); the zoom tool is {known}.")
+    args = _arguments(call)
+    return ZoomCall(
+        bbox=_bbox(_first(args, BBOX_KEYS)),
+        label=_label(_first(args, LABEL_KEYS)),
+        image_index=_image_index(_first(args, IMAGE_INDEX_KEYS)),
+        name=name.strip(),
+    )
+
+
+def call_arguments(call: dict[Any, Any]) -> dict[str, Any]:
+    """The arguments object of a decoded call (keys lower-cased; a JSON string is decoded).
+
+    Raises:
+        ActionRejected: ``bad_args`` when there is none or it is not an object.
+    """
+    return _arguments(call)
+
+
+def parse_int(value: Any) -> int | None:
+    """An int, an integral float or a numeric string (at most 20 characters) -> ``int``; anything else -> ``None``."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str) and len(value) <= 20:
+        return _int_or_none(value.strip())
+    return None
+
+
+def parse_image_index(value: Any) -> int:
+    """An ``image_index`` as the model wrote it -> ``int`` (absent or null = 0; see the module docstring).
+
+    Raises:
+        ActionRejected: ``bad_args`` for anything but an integer >= 0.
+    """
+    return _image_index(value)

@@ -17,11 +17,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mapo_env.actions import ParsedAction, ToolError, ZoomCall, parse_action
+from mapo_env.actions import ParsedAction, ToolError, ZoomCall
 from mapo_env.alignment.base import AlignmentRequest, AlignmentScorer
 from mapo_env.alignment.common import checked_scores
 from mapo_env.answers import grade_answer, option_letters
 from mapo_env.data.base import ProceduralDataset, VQADataset
+from mapo_env.dialects import Dialect, get_dialect
 from mapo_env.errors import (
     AlignmentError,
     ConfigError,
@@ -42,12 +43,23 @@ from mapo_env.geometry import (
     resolve_zoom_box,
     smart_resize,
 )
-from mapo_env.prompts import crop_reply, default_system_prompt, error_reply, image_part, question_text, text_part
+from mapo_env.prompts import image_part, question_text, text_part
 from mapo_env.spaces import Dialogue, FreeText, ImageSpace
 from mapo_env.types import GroundedObject, Grounding, ObjectAnnotation, StepInfo, VQASample
 from mapo_env.validation import check_bool, check_choice, check_int, check_real, describe, is_int
 
 DescriptionMode = Literal["label", "post"]
+
+
+class DialectDefault:
+    """Type of :data:`DIALECT_DEFAULT`: ``coords`` / ``description_mode`` follow the dialect's convention."""
+
+    def __repr__(self) -> str:
+        return "DIALECT_DEFAULT"
+
+
+DIALECT_DEFAULT = DialectDefault()
+"""``coords`` / ``description_mode`` left to the dialect (``"pixel"`` and ``"label"`` for the default ``deepeyes``)."""
 MAX_TOOL_MESSAGE_CHARS = 600
 """Longest error message a tool reply carries; longer ones (which could echo model text) are cut."""
 AlignmentSpec = str | AlignmentScorer | Callable[[AlignmentRequest], float] | None
@@ -207,10 +219,24 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     loop cannot spin forever on a broken scorer. A NaN score counts 0 (logged); scores outside
     ``[0, 1]`` are clipped.
 
+    ## Dialects
+
+    ``dialect=`` (a name of :func:`mapo_env.dialects.dialect_names` or a
+    :class:`~mapo_env.dialects.Dialect`) sets everything the model reads and writes around the loop:
+    system prompt and tool schema, call syntax, coordinate convention (the default ``coords``; others
+    are refused at construction), image-index convention, tool-reply wording and answer format, so a
+    public checkpoint (DeepEyes, Pixel-Reasoner, Mini-o3, stock Qwen2.5-VL, an OpenAI-compatible
+    endpoint) runs in the format it was trained on. The crop, the rewards and ``info`` are the same
+    in every dialect. A dialect whose family writes no label defaults to ``description_mode="post"``
+    (and refuses ``"label"``). An unknown name raises
+    :class:`~mapo_env.dialects.UnknownDialectError` listing the valid names. Table: ``docs/dialects.md``.
+
     ## Arguments
 
     ``dataset`` (a :class:`~mapo_env.data.base.VQADataset`), ``render_mode`` (``"ansi"`` or
-    ``"rgb_array"``), ``coords``, ``description_mode`` (``"label"`` | ``"post"``), ``alignment``
+    ``"rgb_array"``), ``dialect`` (``"deepeyes"``: see Dialects), ``coords`` (default: the
+    dialect's, ``"pixel"`` for deepeyes), ``description_mode`` (``"label"`` | ``"post"``; default: the
+    dialect's, ``"label"`` for deepeyes), ``alignment``
     (``"auto"`` | ``"clip"`` | ``"clip:<model>"`` | ``"annotation"`` | ``"lexical"`` | a scorer | a
     callable | None: see Alignment), ``max_turns`` (6), ``max_action_chars`` (8192), ``max_label_words`` (16),
     ``max_pixels`` / ``min_pixels`` (full view), ``crop_max_pixels`` / ``crop_min_pixels``,
@@ -227,8 +253,9 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         dataset: VQADataset,
         *,
         render_mode: str | None = None,
-        coords: CoordinateFrame = "pixel",
-        description_mode: DescriptionMode = "label",
+        coords: CoordinateFrame | DialectDefault = DIALECT_DEFAULT,
+        description_mode: DescriptionMode | DialectDefault = DIALECT_DEFAULT,
+        dialect: str | Dialect = "deepeyes",
         alignment: AlignmentSpec = "auto",
         max_turns: int = 6,
         max_action_chars: int = 8192,
@@ -250,8 +277,8 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         tool_error_penalty: float = 0.0,
     ) -> None:
         check_choice("render_mode", render_mode, (None, *self.metadata["render_modes"]))
-        check_choice("coords", coords, COORDINATE_FRAMES)
-        check_choice("description_mode", description_mode, ("label", "post"))
+        self.dialect: Dialect = get_dialect(dialect)
+        coords, description_mode = self._dialect_defaults(coords, description_mode)
         if not isinstance(dataset, VQADataset):
             raise ConfigError(
                 f"dataset must be a VQADataset (name, __len__, __getitem__), got {type(dataset).__name__}; "
@@ -316,7 +343,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         self.correct_reward, self.format_reward = correct_reward, format_reward
         self.tool_bonus, self.tool_error_penalty = tool_bonus, tool_error_penalty
         self.system_prompt = (
-            default_system_prompt(coords, description_mode, description_mode == "label")
+            self.dialect.system_prompt(coords, description_mode, description_mode == "label")
             if system_prompt is None
             else system_prompt
         )
@@ -333,6 +360,31 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
                 "messages": Dialogue(max_messages=2 * max_turns + 2),
             }
         )
+
+    def _dialect_defaults(self, coords: Any, description_mode: Any) -> tuple[CoordinateFrame, DescriptionMode]:
+        """``coords`` and ``description_mode`` resolved against the dialect (DIALECT_DEFAULT = its own), checked."""
+        dialect = self.dialect
+        coords = dialect.coords if coords is DIALECT_DEFAULT else coords
+        check_choice("coords", coords, COORDINATE_FRAMES)
+        if coords not in dialect.allowed_coords:
+            raise ConfigError(
+                f"coords={coords!r} is not a convention of dialect {dialect.name!r}, which reads boxes as "
+                f"{list(dialect.allowed_coords)}; leave coords out (it defaults to {dialect.coords!r}) or pick one "
+                "of those"
+            )
+        if description_mode is DIALECT_DEFAULT:
+            description_mode = dialect.default_description_mode
+        check_choice("description_mode", description_mode, ("label", "post"))
+        if description_mode == "label" and not dialect.writes_label:
+            raise ConfigError(
+                f"description_mode='label' needs a label in each zoom call, and dialect {dialect.name!r} writes none; "
+                "leave description_mode out (it defaults to 'post': the next turn describes the crop)"
+            )
+        return coords, description_mode
+
+    def parse(self, action: str) -> ParsedAction:
+        """Parse one model turn in this environment's dialect (what :meth:`step` does first; never raises on a str)."""
+        return self.dialect.parse(action)
 
     # ------------------------------------------------------------------ public API
     @property
@@ -444,7 +496,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         if len(action) > self.max_action_chars:
             message = f"Error: your turn has {len(action)} characters; the limit is {self.max_action_chars}."
             return self._finish_turn(ep, error=(ToolError.ACTION_TOO_LONG, message), force_truncate=True)
-        parsed = parse_action(action)
+        parsed = self.dialect.parse(action)
         if self.require_think and not parsed.think:
             ep.well_formed = False
         missing = self._missing_description(ep, parsed)
@@ -476,7 +528,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         self, action: str, code: ToolError, message: str, truncate: bool
     ) -> tuple[dict, float, bool, bool, dict]:
         ep = self._begin_turn(action)
-        alignment = self._score_pending_description(ep, parse_action(action[: self.max_action_chars]))
+        alignment = self._score_pending_description(ep, self.dialect.parse(action[: self.max_action_chars]))
         return self._finish_turn(ep, alignment=alignment, error=(code, message), force_truncate=truncate)
 
     def _begin_turn(self, action: Any) -> _Episode:
@@ -509,7 +561,8 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             reward += self.tool_error_penalty
             if not terminated and reply_error:
                 turns_left = 0 if force_truncate else self.max_turns - ep.turn
-                ep.messages.append({"role": "user", "content": error_reply(cap_message(error[1]), turns_left)})
+                reply = self.dialect.error_reply(cap_message(error[1]), turns_left)
+                ep.messages.append({"role": "user", "content": reply})
         info_extra: dict[str, Any] = {}
         if terminated:
             index, how = grade_answer(answer, ep.options)
@@ -549,10 +602,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     def _zoom(self, ep: _Episode, call: ZoomCall) -> float | None | tuple[ToolError, str]:
         """Crop and reply; returns the label's alignment (label mode), None, or (error, message)."""
         if not 0 <= call.image_index < len(ep.images):
-            return ToolError.BAD_IMAGE_INDEX, (
-                f"Error: image_index {_short_number(call.image_index)} does not exist; use 0 (full image) to "
-                f"{len(ep.images) - 1}."
-            )
+            return ToolError.BAD_IMAGE_INDEX, self.dialect.bad_image_index_message(call.image_index, len(ep.images))
         label = (call.label or "").strip()
         if self.description_mode == "label":
             if not label:
@@ -562,7 +612,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         box = resolve_zoom_box(
             call.bbox,
             ep.frames[call.image_index],
-            self.coords,
+            call.coords or self.coords,  # type: ignore[arg-type]
             (ep.image.shape[1], ep.image.shape[0]),
             self.min_crop_px,
             self.max_aspect_ratio,
@@ -575,7 +625,8 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         ep.frames.append(ImageFrame(box.bbox, (crop.shape[1], crop.shape[0])))
         ep.crop_boxes.append(box)
         ep.num_tool_calls += 1
-        ep.messages.append({"role": "user", "content": crop_reply(self.max_turns - ep.turn, len(ep.images) - 1)})
+        reply = self.dialect.crop_reply(self.max_turns - ep.turn, len(ep.images) - 1, (crop.shape[1], crop.shape[0]))
+        ep.messages.append({"role": "user", "content": reply})
         if self.description_mode == "post":
             ep.pending_description = len(ep.images) - 1
             return None
@@ -591,10 +642,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         """Post mode: the ``missing_description`` error when this turn follows a crop without describing it."""
         if ep.pending_description is None or (parsed.description or "").strip():
             return None
-        return ToolError.MISSING_DESCRIPTION, (
-            f"Error: describe image {ep.pending_description} in <description>...</description> at the start of "
-            "the turn that follows it."
-        )
+        return ToolError.MISSING_DESCRIPTION, self.dialect.missing_description_message(ep.pending_description)
 
     def _score_pending_description(self, ep: _Episode, parsed: ParsedAction) -> float | None:
         """Post mode: score this turn's ``<description>`` against the crop it follows."""

@@ -1,5 +1,9 @@
 """A scripted expert that knows the ground truth: zooms on each target, labels it truthfully, answers.
 
+It writes in the environment's dialect (``env.unwrapped.dialect``, see :mod:`mapo_env.dialects`): the
+call syntax, coordinate and image-index conventions, answer format and the place of the description
+are those the dialect's family was trained with, so its trajectories are SFT data for that dialect.
+
 Used as the upper bound in comparisons, to test the environments (its zoom has ``target_iou`` 1.0
 when the target is at least ``min_crop_px`` wide and ``pad=0``) and to produce cold-start SFT
 trajectories. It reads the ground truth from ``env.unwrapped``; it never looks at ``info``.
@@ -21,7 +25,7 @@ from typing import Any
 
 import gymnasium as gym
 
-from mapo_env.actions import coordinate_decimals, format_answer, format_tool_call
+from mapo_env.actions import coordinate_decimals
 from mapo_env.answers import option_letters
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError
@@ -68,24 +72,26 @@ class Oracle:
     def act(self, observation: dict[str, Any]) -> str:
         """The expert's next turn for the running episode, given its latest observation."""
         env = self._base
+        dialect = env.dialect
         sample = env.current_sample
         num_crops = len(observation["images"]) - 1
         text = ""
         if env.description_mode == "post" and num_crops > 0 and _last_reply_was_crop(observation):
-            described = _objects_in(env, num_crops)
-            text += f"<description>{described}</description>"
+            text += dialect.format_description(_objects_in(env, num_crops))
         targets = sample.targets if self.zoom else ()
         if num_crops < len(targets):
             target = targets[num_crops]
             if self.think:
-                text += f"<think>I need a closer look at the {target.name}.</think>"
+                text += dialect.format_think(f"I need a closer look at the {target.name}.")
             label = target.caption() if self.label_with_attributes else target.name
             decimals = coordinate_decimals(self._base.coords)
-            return text + format_tool_call(self.zoom_box(target), label=label, decimals=decimals)
+            return dialect.compose(
+                text, dialect.format_tool_call(self.zoom_box(target), label=label, decimals=decimals)
+            )
         letter = option_letters(len(env.shown_options))[env.shown_answer_index]
         if self.think:
-            text += f"<think>The answer is {env.shown_options[env.shown_answer_index]}</think>"
-        return text + format_answer(letter)
+            text += dialect.format_think(f"The answer is {env.shown_options[env.shown_answer_index]}")
+        return dialect.compose(text, dialect.format_answer(letter))
 
     def zoom_box(self, target: ObjectAnnotation) -> tuple[float, float, float, float]:
         """The target's box (grown by ``pad``) in the environment's ``coords``, relative to the full view."""

@@ -59,6 +59,7 @@ examples:
             --temperature 1.0 --max-new-tokens 1024
   mapo-eval --oracle --env MAPO-VStar-v0 --data-dir path/to/vstar_bench      # the upper bound
   mapo-eval --model runs/mapo-tiles/final --env-kwargs zoom_enabled=false --stem eval-nozoom   # tool disabled
+  mapo-eval --model path/to/mini-o3 --env MAPO-VStar-v0 --dialect mini_o3   # a checkpoint in its own tool dialect
   mapo-eval --model runs/mapo-tiles/final --corruption jpeg --severity 5 --stem eval-jpeg5     # clean vs JPEG
   mapo-eval --model runs/mapo-tiles/final --corruption all --stem eval-robust  # clean, 5 seen, 6 unseen corruptions
 """
@@ -79,6 +80,9 @@ class EvalConfig:
     """Real benchmark folder/file for the env (V* folder, HR-Bench TSV, MME-RealWorld JSON); None = procedural."""
     split: str = "test"
     """Procedural data split (ignored with --data-dir)."""
+    dialect: str | None = None
+    """Tool dialect the model was trained with (docs/dialects.md): deepeyes, pixel_reasoner, mini_o3, qwen25vl,
+    openai; sets the prompt, call syntax, coordinates and answer format. None = the run's or the env's (deepeyes)."""
     env_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra gym.make keyword arguments as KEY=VALUE (values read as JSON), over those the model trained with
     (a run's final/ reads the run's config.json: image sizes, turns, prompt; the bundled agent: its per-env
@@ -129,6 +133,10 @@ class EvalConfig:
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise ConfigError(f"--temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
         _check_stem(self.stem)
+        if self.dialect is not None:
+            from mapo_env.dialects import get_dialect
+
+            self.dialect = get_dialect(self.dialect).name  # an unknown name: UnknownDialectError listing the names
         if self.corruption is not None:
             from mapo_env.corruptions import check_severity, resolve_corruptions
             from mapo_env.wrappers.corruption import CORRUPTION_TARGETS
@@ -211,6 +219,8 @@ def preflight(config: EvalConfig) -> tuple[list[int], dict[str, Any]]:
     Returns the questions to evaluate and the ``gym.make`` kwargs. Raises a :class:`MapoError`.
     """
     env_kwargs = {**training_env_kwargs(config.model, config.env), **config.env_kwargs}
+    if config.dialect is not None:
+        env_kwargs["dialect"] = config.dialect
     if config.data_dir is not None:
         env_kwargs["data_dir"] = config.data_dir
     else:

@@ -291,3 +291,15 @@ def test_fuzzed_command_lines_end_in_a_clean_refusal(main, data, capsys, tmp_pat
     err = capsys.readouterr().err
     assert code == 2 and err.count("\n") == 1 and "Traceback" not in err, err
     assert not out.exists()
+
+
+def test_eval_dialect_unknown_is_refused_with_the_valid_names(capsys, tmp_path: Path) -> None:
+    line = refused("mapo-eval", ["--oracle", "--dialect", "mini-o4"], capsys, tmp_path / "out")
+    assert "unknown dialect" in line and "mini_o3" in line and "pixel_reasoner" in line
+
+
+def test_eval_dialect_reaches_the_env_kwargs(tmp_path: Path) -> None:
+    config = EvalConfig(env="MAPO-VStar-v0", dialect="Pixel-Reasoner", oracle=True, num_questions=2)
+    config.output_dir = str(tmp_path / "out")
+    _, env_kwargs = evaluate.preflight(config)
+    assert env_kwargs["dialect"] == "pixel_reasoner"

@@ -2,9 +2,11 @@
 
 One command runs the whole study and writes the README's table and plots:
 
-1. **A weak cold start**: the bundled recipe's grounded SFT, cut short (``--cold-start-steps``), so
-   the agent zooms but often misses: outcome-only credit is then noisy (a lucky answer after a wrong
-   zoom is rewarded), which is what MAPO's semantic term is meant to correct.
+1. **A weak cold start**: the bundled recipe's grounded SFT on its own 700-step schedule, stopped
+   after ``--cold-start-steps`` steps, in the window where localisation is emerging: the agent always
+   zooms but lands on the target only part of the time, so outcome-only credit is noisy (a lucky
+   answer after a wrong zoom is rewarded as much as a right one), which is what MAPO's semantic term
+   is meant to correct.
 2. **RL from that checkpoint** for every method with the same budget (``--steps`` RL steps of
    ``--questions-per-step`` questions x ``--group-size`` rollouts, each method at its paper's
    defaults), MAPO and GRPO over ``--seeds`` (5 by default), the other methods over the first
@@ -26,6 +28,11 @@ Usage::
     python examples/compare_algorithms.py                 # the full study (hours on 2 CPU cores; see --jobs)
     python examples/compare_algorithms.py --quick         # a smoke run (minutes)
     python examples/compare_algorithms.py --report-only   # rebuild the report from finished runs
+    python examples/compare_algorithms.py --report-only --publish   # ... and write it into README.md
+
+``--publish`` replaces the README's block between ``<!-- compare:begin -->`` and
+``<!-- compare:end -->`` with ``results.md`` and copies the two plots to ``docs/images/``, so the
+README's table is always this script's output.
 """
 
 from __future__ import annotations
@@ -83,11 +90,13 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 
 # ------------------------------------------------------------------------------------------ runs
 def cold_start(out: Path, base: TrainConfig, steps: int) -> Path:
-    """The recipe's grounded SFT for ``steps`` steps (its own schedule), evaluated; every method starts here."""
+    """The recipe's grounded SFT (its own schedule), stopped after ``steps`` steps; every method starts here."""
     final = out / "cold_start" / "final"
     if not final.is_dir():
-        config = replace(base, steps=0, sft_steps=steps, output_dir=str(out / "cold_start"), eval_every=0)
-        subprocess.run([sys.executable, "-c", _COLD, json.dumps(config.to_dict())], check=True)
+        config = replace(base, steps=0, output_dir=str(out / "cold_start"), eval_every=0)
+        if steps > config.sft_steps:
+            raise SystemExit(f"--cold-start-steps {steps} is beyond the recipe's {config.sft_steps} SFT steps")
+        subprocess.run([sys.executable, "-c", _COLD, json.dumps(config.to_dict()), str(steps)], check=True)
     return final
 
 
@@ -95,7 +104,16 @@ _COLD = r"""
 import json, sys
 from mapo_agent.config import TrainConfig
 from mapo_agent.trainer import Trainer
-Trainer(TrainConfig.from_dict(json.loads(sys.argv[1]))).train()
+
+stop_after = int(sys.argv[2])
+
+
+class StopAfter:
+    def on_step_end(self, trainer, step, metrics):
+        trainer.should_stop = step + 1 >= stop_after
+
+
+Trainer(TrainConfig.from_dict(json.loads(sys.argv[1])), callbacks=[StopAfter()]).train()
 """
 
 
@@ -272,6 +290,28 @@ def plot(out: Path, results: dict[str, dict[int, dict]]) -> None:
         plt.close(fig)
 
 
+README_BEGIN, README_END = "<!-- compare:begin -->", "<!-- compare:end -->"
+
+
+def publish(out: Path, readme: Path = Path("README.md"), images: Path = Path("docs/images")) -> None:
+    """Write ``results.md`` into ``readme`` between the markers and copy the plots into ``images``."""
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise SystemExit(f"{readme} has no {README_BEGIN} ... {README_END} block to replace")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    body = (out / "results.md").read_text(encoding="utf-8").strip()
+    figures = []
+    for stem in ("accuracy", "alignment"):
+        source = out / f"{stem}_vs_step.png"
+        if source.is_file():
+            images.mkdir(parents=True, exist_ok=True)
+            (images / f"compare_{stem}_vs_step.png").write_bytes(source.read_bytes())
+            figures.append(f"![{stem} vs RL step]({images.as_posix()}/compare_{stem}_vs_step.png)")
+    block = "\n".join(["", body, "", *figures, ""]) if figures else f"\n{body}\n"
+    readme.write_text(head + README_BEGIN + block + README_END + tail, encoding="utf-8")
+
+
 def reference_rows(init: Path, base: TrainConfig, episodes: int) -> dict:
     """The cold-start checkpoint without RL, and the oracle (upper bound), on the same held-out episodes."""
     from mapo_agent.evaluation import evaluate
@@ -305,11 +345,17 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--variance-every", type=int, default=20, help="gradient-noise period of the MAPO runs")
     parser.add_argument("--target-accuracy", type=float, default=0.5, help="sample efficiency: steps to reach it")
-    parser.add_argument("--cold-start-steps", type=int, default=300, help="grounded-SFT steps of the weak cold start")
+    parser.add_argument(
+        "--cold-start-steps",
+        type=int,
+        default=460,
+        help="where the weak cold start stops the recipe's 700-step grounded SFT",
+    )
     parser.add_argument("--init", help="use this checkpoint as the cold start instead of training one")
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
     parser.add_argument("--out", default="runs/compare")
     parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+    parser.add_argument("--publish", action="store_true", help="write the report into README.md and docs/images/")
     parser.add_argument("--quick", action="store_true", help="smoke run: MAPO and GRPO, 1 seed, a few steps")
     args = parser.parse_args()
     if args.quick:
@@ -338,6 +384,8 @@ def main() -> None:
         reference.write_text(json.dumps(reference_rows(init, base, args.eval_episodes)) + "\n")
     results = load_results(out, args.methods)
     write_report(out, results, json.loads(reference.read_text()), args)
+    if args.publish:
+        publish(out)
     print(f"total wall time of this invocation: {(time.perf_counter() - started) / 60:.1f} min")
 
 

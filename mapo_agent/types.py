@@ -141,6 +141,10 @@ class ForwardOutput:
             embeddings, i.e. at image tokens the vision features exactly as the language model
             receives them.
         attentions: When requested: per decoder layer, (B, heads, T, T) attention probabilities.
+        log_distributions: When requested: (N, V) float32 log-probabilities of the whole vocabulary
+            (at the sampling temperature) of the distribution that predicted each loss token, N =
+            ``loss_mask.sum()``, rows in row-major order of ``batch.loss_mask > 0``. Scatter a (N,)
+            per-token value back with ``torch.zeros_like(loss_mask).masked_scatter(loss_mask > 0, v)``.
     """
 
     logprobs: torch.Tensor
@@ -149,6 +153,7 @@ class ForwardOutput:
     image_token_mask: torch.Tensor | None = None
     layer_hidden_states: tuple[torch.Tensor, ...] | None = None
     attentions: tuple[torch.Tensor, ...] | None = None
+    log_distributions: torch.Tensor | None = None
 
 
 @dataclass(frozen=True)
@@ -279,6 +284,8 @@ class ForwardRequest:
         hidden_states: Fill :attr:`ForwardOutput.hidden_states` (last layer).
         layer_hidden_states: Fill :attr:`ForwardOutput.layer_hidden_states` (every layer).
         attentions: Fill :attr:`ForwardOutput.attentions` (per-layer attention probabilities).
+        log_distributions: Fill :attr:`ForwardOutput.log_distributions` (the whole next-token
+            distribution at each loss token: what a full-vocabulary KL to a teacher needs).
         loss_positions_only: Log-probs and entropy may be computed only where ``loss_mask`` is 1 (0
             elsewhere): a hint for losses that read nothing else; a policy may ignore it.
         view_key: A label of the replacement images (e.g. ``"gaussian_noise:3:seed=7"``) for logs,
@@ -293,6 +300,7 @@ class ForwardRequest:
     hidden_states: bool = False
     layer_hidden_states: bool = False
     attentions: bool = False
+    log_distributions: bool = False
     loss_positions_only: bool = False
     view_key: str = ""
 
@@ -333,6 +341,7 @@ class ForwardRequest:
             hidden_states=self.hidden_states or other.hidden_states,
             layer_hidden_states=self.layer_hidden_states or other.layer_hidden_states,
             attentions=self.attentions or other.attentions,
+            log_distributions=self.log_distributions or other.log_distributions,
             loss_positions_only=self.loss_positions_only and other.loss_positions_only,
             view_key=self.view_key or other.view_key,
         )

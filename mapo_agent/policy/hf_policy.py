@@ -390,6 +390,8 @@ class HFPolicy:
         keep = _predicting_positions(batch.loss_mask) if request.loss_positions_only else None
         if keep is not None:
             inputs["logits_to_keep"] = keep
+        if request.log_distributions and bool(batch.loss_mask[:, 0].any()):
+            raise ConfigError("log_distributions needs no loss token at position 0 (nothing predicts it).")
         with self._eager_text_attention(request.attentions):
             out = self.training_model(
                 input_ids=batch.input_ids,
@@ -405,6 +407,10 @@ class HFPolicy:
             )
         else:
             logprobs, entropy = _scatter_logprobs(out.logits, batch.input_ids, keep, self.temperature)
+        distributions = None
+        if request.log_distributions:  # the rows of the positions that predict a loss token, row-major
+            logits = out.logits if keep is not None else out.logits[_predicting_positions(batch.loss_mask)]
+            distributions = torch.log_softmax(logits.float() / self.temperature, dim=-1)
         return ForwardOutput(
             logprobs=logprobs,
             entropy=entropy,
@@ -412,6 +418,7 @@ class HFPolicy:
             image_token_mask=batch.input_ids == self.processor.image_token_id,
             layer_hidden_states=tuple(out.hidden_states) if request.layer_hidden_states else None,
             attentions=tuple(out.attentions) if request.attentions else None,
+            log_distributions=distributions,
         )
 
     # ------------------------------------------------------------------------------------ grounding

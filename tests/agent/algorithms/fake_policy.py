@@ -5,9 +5,10 @@ one 4x4 RGB image, cut into 4 patches of 2x2x3 values; the k-th image token of a
 projection of patch k. ``forward`` takes a :class:`~mapo_agent.types.ForwardRequest`: replacement
 ``images`` (one per row) are patchified instead of the row's own; a ``patch_mask`` masks each patch
 of a row's image with its probability (one seeded draw per image, as the real policy), filling black
-(0) or the image mean, so the masked view really changes the log-probs; ``hidden_states`` are
-returned on request. Other fields raise :class:`~mapo_agent.types.UnsupportedRequest`. A causal
-running mean of the token embeddings gives every position a view of everything before it.
+(0) or the image mean, so the masked view really changes the log-probs; ``hidden_states`` and
+``log_distributions`` are returned on request. Other fields raise
+:class:`~mapo_agent.types.UnsupportedRequest`. A causal running mean of the token embeddings gives
+every position a view of everything before it.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class FakePolicy(nn.Module):
 
     def forward(self, batch: TrainBatch, request: ForwardRequest | None = None) -> ForwardOutput:
         request = request or ForwardRequest()
-        request.unsupported(self, "images", "patch_mask", "hidden_states")
+        request.unsupported(self, "images", "patch_mask", "hidden_states", "log_distributions")
         patch_mask = request.patch_mask
         self.calls.append(
             {
@@ -78,6 +79,7 @@ class FakePolicy(nn.Module):
                 "images": request.images,
                 "output_hidden_states": request.hidden_states,
                 "grad_enabled": torch.is_grad_enabled(),
+                "rows": int(batch.input_ids.shape[0]),
             }
         )
         patches = batch.model_inputs["pixel_values"]  # (B, P, F)
@@ -114,6 +116,7 @@ class FakePolicy(nn.Module):
             logprobs=torch.cat([zero, token_logprobs * real], dim=1),
             entropy=torch.cat([zero, entropy * real], dim=1),
             hidden_states=hidden if request.hidden_states else None,
+            log_distributions=logp_all[batch.loss_mask[:, 1:] > 0] if request.log_distributions else None,
             image_token_mask=image_mask,
         )
 

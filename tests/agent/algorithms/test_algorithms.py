@@ -13,6 +13,7 @@ from mapo_agent.algorithms import (
     DAPO,
     GRPO,
     MAPO,
+    OPD,
     SFT,
     DAPOConfig,
     GRPOConfig,
@@ -28,6 +29,7 @@ from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectori
 
 MIXED = [[True, False, True], [False, False, True, True], [True, True, True], [False, False]]
 ORACLE_ALGORITHMS = ("sft", "grounded_sft")
+DISTILLATION_ALGORITHMS = ("opd", "va_opd")  # no policy gradient: a reverse KL to a teacher
 CONTEXT = RunContext(max_new_tokens=8, max_turns=2)
 
 
@@ -35,6 +37,8 @@ def update_step(algo: Algorithm, policy: FakePolicy, trajectories, reference: Fa
     """What a trainer does, without ever reading the algorithm's name."""
     if algo.context is None:
         algo.bind(CONTEXT)
+    if isinstance(algo, OPD) and algo.teacher is None:
+        algo.set_teacher(FakePolicy(seed=7))  # the distillation algorithms' teacher: another fake policy
     prepared = algo.prepare(trajectories)
     batch = algo.training_batch(policy, prepared.trajectories, prepared.advantages)
     if algo.needs_reference_model:
@@ -45,7 +49,20 @@ def update_step(algo: Algorithm, policy: FakePolicy, trajectories, reference: Fa
 
 
 def test_all_bundled_algorithms_registered():
-    assert ALGORITHMS.names() == ["dapo", "dr_grpo", "grounded_sft", "grpo", "mapo", "papo", "rloo", "sft", "vgpo"]
+    assert ALGORITHMS.names() == [
+        "dapo",
+        "dr_grpo",
+        "grounded_sft",
+        "grpo",
+        "mapo",
+        "opd",
+        "papo",
+        "rloo",
+        "roma",
+        "sft",
+        "va_opd",
+        "vgpo",
+    ]
 
 
 @pytest.mark.parametrize("name", ALGORITHMS.names())
@@ -68,7 +85,9 @@ def test_one_optimizer_step_changes_parameters_and_loss_is_finite(name):
     assert prepared.advantages.shape == (len(prepared.trajectories),)
 
 
-@pytest.mark.parametrize("name", [n for n in ALGORITHMS.names() if n not in ORACLE_ALGORITHMS])
+@pytest.mark.parametrize(
+    "name", [n for n in ALGORITHMS.names() if n not in ORACLE_ALGORITHMS + DISTILLATION_ALGORITHMS]
+)
 def test_policy_gradient_metrics_present(name):
     policy = FakePolicy()
     _, _, _, metrics = update_step(make_algorithm(name), policy, make_batch_trajectories(policy, MIXED))
@@ -81,7 +100,7 @@ def test_policy_gradient_metrics_present(name):
 def test_rollout_source_and_reference_flags():
     assert all(make_algorithm(n).rollout_source == "oracle" for n in ORACLE_ALGORITHMS)
     assert all(make_algorithm(n).rollout_source == "policy" for n in ALGORITHMS.names() if n not in ORACLE_ALGORITHMS)
-    with_kl = {"grpo", "mapo", "papo"}  # the papers' reference KL (GRPO 0.04, PAPO-G 0.01)
+    with_kl = {"grpo", "mapo", "papo", "roma"}  # the papers' reference KL (GRPO 0.04, PAPO-G 0.01; ROMA on GRPO)
     assert {n for n in ALGORITHMS.names() if make_algorithm(n).needs_reference_model} == with_kl
     assert not make_algorithm("grpo", kl_coef=0.0).needs_reference_model
 

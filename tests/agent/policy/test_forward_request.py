@@ -65,3 +65,17 @@ def test_a_policy_refuses_what_it_cannot_compute():
         ForwardRequest(attentions=True, loss_positions_only=True).unsupported(policy, "hidden_states")
     ForwardRequest(hidden_states=True, loss_positions_only=True).unsupported(policy, "hidden_states")  # fine
     assert issubclass(UnsupportedRequest, ConfigError)
+
+
+def test_log_distributions_are_the_whole_next_token_distributions_at_loss_tokens(tiny_policy, batch):
+    mask = batch.loss_mask > 0
+    with torch.no_grad():
+        full = tiny_policy.forward(batch, ForwardRequest(log_distributions=True))
+        lean = tiny_policy.forward(batch, ForwardRequest(log_distributions=True, loss_positions_only=True))
+    rows = full.log_distributions
+    assert rows.shape == (int(mask.sum()), tiny_policy.base_model.get_output_embeddings().weight.shape[0])
+    torch.testing.assert_close(rows.exp().sum(-1), torch.ones(rows.shape[0]))  # distributions
+    picked = rows.gather(-1, batch.input_ids[mask].unsqueeze(-1)).squeeze(-1)
+    torch.testing.assert_close(picked, full.logprobs[mask])  # row i is the distribution of loss token i
+    torch.testing.assert_close(lean.log_distributions, rows, atol=1e-5, rtol=0)
+    assert tiny_policy.forward(batch).log_distributions is None

@@ -139,7 +139,7 @@ class ROMA(GRPO):
         self._draws: dict[int, tuple[ViewDraw, ...]] = {}
         self.aux_view = 0
         """Which view the auxiliary policy gradient reads (drawn per batch in :meth:`prepare`)."""
-        self._cache: dict[tuple[int, int], list[np.ndarray]] = {}
+        self._cache: dict[tuple[int, int], tuple[Trajectory, list[np.ndarray]]] = {}
 
     def prepare(self, trajectories: list[Trajectory]) -> PreparedRollouts:
         """GRPO's preparation, plus fresh view draws for each question group and the auxiliary view of this batch."""
@@ -161,15 +161,17 @@ class ROMA(GRPO):
         images: list[np.ndarray] = []
         for t in batch.trajectories:
             key = (id(t), view)
-            if key not in self._cache:
+            cached = self._cache.get(key)
+            if cached is None or cached[0] is not t:  # (an id is only reused once its trajectory is gone)
                 draw = self.views_of(t.group_id)[view]
-                self._cache[key] = [
+                corrupted = [
                     corrupt(img, draw.name, draw.severity, np.random.default_rng([draw.seed, k]))
                     if k == 0 or self.config.corrupt_target == "all"
                     else img
                     for k, img in enumerate(t.images)
                 ]
-            images += self._cache[key]
+                cached = self._cache[key] = (t, corrupted)
+            images += cached[1]
         return tuple(images)
 
     def view_request(self, batch: TrainBatch, view: int) -> ForwardRequest:

@@ -1,0 +1,11 @@
+"""The agent-side halves of the TRL and verl adapters (they need this package's advantage estimators).
+
+- :mod:`mapo_agent.integrations.trl`: :class:`~mapo_agent.integrations.trl.MapoGRPOTrainer`, TRL's
+  ``GRPOTrainer`` with MAPO's exact advantage, and an image-only Qwen2.5-VL processor that needs no
+  torchvision.
+- :mod:`mapo_agent.integrations.verl`: the ``mapo`` advantage estimator registered in verl's
+  registry.
+
+Importing this package imports neither library; the environment-side halves are in
+:mod:`mapo_env.integrations`. Guide: ``docs/integrations.md``.
+"""

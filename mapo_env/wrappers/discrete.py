@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from mapo_env.actions import coordinate_decimals, format_answer, format_tool_call
+from mapo_env.actions import coordinate_decimals
 from mapo_env.answers import MAX_OPTIONS, option_letters
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError, InvalidActionType
@@ -41,6 +41,11 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ``options``   ``Box(0, 1, (max_options, D), float32)``  hashed bag of words of each option
     ``progress``  ``Box(0, 1, (2,), float32)``              turn / max_turns, zooms / max_turns
     ============  ========================================  =====================================
+
+    The text each action stands for (:meth:`action_text`) is written in the environment's dialect
+    (``env.unwrapped.dialect``, see :mod:`mapo_env.dialects`): its call syntax, coordinate convention
+    and answer format. In ``description_mode="post"`` every turn after the first crop opens with the
+    dialect's description of the latest crop, which says ``label``.
 
     Rewards and info are the wrapped environment's. Running out of turns (the env's truncation) is
     reported as termination by default (``turn_limit_terminates``): the turn budget is part of the task
@@ -128,19 +133,28 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         action = _as_action(action)
         if not 0 <= action < self.action_space.n:
             raise ConfigError(f"action must be an int in [0, {self.action_space.n}), got {action!r}")
+        base = self._base
+        dialect = base.dialect
+        # post mode: describe the latest crop (a description where none is due is ignored by the env)
+        prefix = (
+            dialect.format_description(self.label)
+            if base.description_mode == "post" and len(base.image_frames) > 1
+            else ""
+        )
         cells = self.grid * self.grid
         if action >= cells:
-            return format_answer(option_letters(self.max_options)[action - cells])
+            return dialect.compose(prefix, dialect.format_answer(option_letters(self.max_options)[action - cells]))
         row, col = divmod(action, self.grid)
-        width, height = self._base.current_sample.image_size
+        width, height = base.current_sample.image_size
         box = (
             col * width / self.grid,
             row * height / self.grid,
             (col + 1) * width / self.grid,
             (row + 1) * height / self.grid,
         )
-        shown = self._base.image_frames[0].from_original(box, self._base.coords)
-        return format_tool_call(shown, label=self.label, decimals=coordinate_decimals(self._base.coords))
+        shown = base.image_frames[0].from_original(box, base.coords)
+        call = dialect.format_tool_call(shown, label=self.label, decimals=coordinate_decimals(base.coords))
+        return dialect.compose(prefix, call)
 
     def _convert(self, obs: dict[str, Any], info: dict[str, Any]) -> dict[str, np.ndarray]:
         size = (self.image_size, self.image_size)

@@ -10,7 +10,6 @@ from typing import Any
 
 import gymnasium as gym
 
-from mapo_env.actions import parse_action
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError
 from mapo_env.render import EpisodeRecord, save_episode
@@ -24,6 +23,10 @@ class RecordEpisodes(gym.Wrapper, gym.utils.RecordConstructorArgs):
     episode is appended to ``directory/episodes.jsonl`` (transcript, labels, scores, rewards, boxes; no
     pixels) and every ``picture_every``-th one is drawn to ``directory/episode_<n>.png`` (or ``.html``
     with ``picture_format="html"``).
+
+    Each crop's text is what the model said about it, read from its turn in the environment's dialect
+    (``env.unwrapped.parse``, see :mod:`mapo_env.dialects`): the call's ``label`` in ``"label"`` mode,
+    the description of the turn that follows the crop in ``"post"`` mode.
 
     Example:
         >>> import gymnasium as gym
@@ -76,7 +79,7 @@ class RecordEpisodes(gym.Wrapper, gym.utils.RecordConstructorArgs):
         crops_before = len(base.image_frames)
         obs, reward, terminated, truncated, info = self.env.step(action)
         self._rewards.append(float(reward))
-        parsed = parse_action(action[: base.max_action_chars])
+        parsed = base.parse(action[: base.max_action_chars])
         if len(obs["images"]) > crops_before and parsed.tool_call is not None:
             self._texts.append(parsed.tool_call.label or "")
         if base.description_mode == "post" and info["alignment"] is not None:

@@ -344,11 +344,11 @@ def main() -> None:
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--eval-every", type=int, default=10)
     parser.add_argument("--variance-every", type=int, default=20, help="gradient-noise period of the MAPO runs")
-    parser.add_argument("--target-accuracy", type=float, default=0.5, help="sample efficiency: steps to reach it")
+    parser.add_argument("--target-accuracy", type=float, default=0.6, help="sample efficiency: steps to reach it")
     parser.add_argument(
         "--cold-start-steps",
         type=int,
-        default=460,
+        default=440,
         help="where the weak cold start stops the recipe's 700-step grounded SFT",
     )
     parser.add_argument("--init", help="use this checkpoint as the cold start instead of training one")

@@ -295,7 +295,9 @@ class _EpisodeRecord:
                 self.tool_call_scores.append(None)
         if info["target_iou"] is not None and info["num_tool_calls"] > self.num_tool_calls:
             self.target_ious.append(float(info["target_iou"]))
-        self.num_tool_calls = int(info["num_tool_calls"])
+        # zoom calls made: with zoom_enabled=False the env counts them apart (num_disabled_tool_calls) and the
+        # trajectory is marked info["zoom_enabled"] = False, so the metrics count them as disabled, never as crops
+        self.num_tool_calls = int(info["num_tool_calls"]) + int(info.get("num_disabled_tool_calls", 0))
         self.correct = bool(info["correct"])
         self.truncated = truncated
         self.info = {k: info[k] for k in ("sample_id", "category", "answer", "answer_index", "reward_terms")}

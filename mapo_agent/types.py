@@ -38,7 +38,9 @@ class Trajectory:
         tool_call_scores: One entry per zoom call the model attempted, in order: its alignment
             score, or ``None`` when the call failed (malformed, refused, out of range). Empty when
             unknown (then ``alignment_scores`` stands for it).
-        num_tool_calls: Number of zoom calls that returned a crop.
+        num_tool_calls: Number of zoom calls that returned a crop; in a trajectory marked
+            ``info["zoom_enabled"] = False`` (the "tool disabled" ablation), the zoom calls answered with
+            the full view instead (the metrics count those as ``disabled_tool_calls``).
         tool_errors: ``info["tool_error"]`` codes seen during the episode.
         target_ious: ``info["target_iou"]`` of each crop (when boxes are known).
         num_turns: Assistant turns taken.

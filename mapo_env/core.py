@@ -83,6 +83,7 @@ class _Episode:
     messages: list[dict[str, Any]]
     turn: int = 0
     num_tool_calls: int = 0
+    num_disabled_tool_calls: int = 0
     num_tool_errors: int = 0
     alignment_scores: list[float] = field(default_factory=list)
     crop_boxes: list[ZoomBox] = field(default_factory=list)
@@ -171,7 +172,12 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     Given when the episode ends:
     ``correct_reward * correct + format_reward * well_formed + tool_bonus * (correct and zoomed)``,
     where ``well_formed`` means every turn parsed without a tool error (and had a ``<think>`` block
-    when ``require_think``). In ``"post"`` mode the turn after a crop must open with its
+    when ``require_think``), and ``zoomed`` means at least one zoom call returned a crop. With
+    ``zoom_enabled=False`` (the "tool disabled" ablation) no call returns one: a zoom call is answered
+    with the full view again, earns no ``tool_bonus`` and is counted in ``num_disabled_tool_calls``,
+    not in ``num_tool_calls``. The format term never depends on zooming: a well-formed disabled call
+    neither earns nor costs anything, so zooming and then answering is worth exactly what answering at
+    once is. In ``"post"`` mode the turn after a crop must open with its
     ``<description>``; a turn that does not (a zoom, or an answer, straight after a crop) is carried out
     but reports the tool error ``missing_description``. Each turn with a tool error also adds
     ``tool_error_penalty`` (default 0). A truncated episode gets only the penalties. Tool replies
@@ -193,10 +199,12 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
     ``alignment`` (score of the description made this turn, else None), ``alignment_scores`` (all so
     far), ``target_iou`` / ``target_coverage`` (latest crop vs the ground-truth target boxes: best IoU,
     best fraction of a target inside the crop; None without boxes), ``tool_error`` (code or None),
-    ``num_tool_calls``, ``num_tool_errors``, ``correct`` (bool at the end, else None), ``answer`` /
-    ``answer_index`` (parsed answer), ``answer_match`` (how it was graded: ``"letter"``, ``"text"``,
-    ``"distinguishing_words"`` or ``"none"``; see :mod:`mapo_env.answers`), ``crop_box`` (latest crop,
-    original pixels), ``turn``, ``sample_id``, ``sample_index``, ``category``, ``reward_terms`` (at the end).
+    ``num_tool_calls`` (zoom calls that returned a crop), ``num_disabled_tool_calls`` (zoom calls answered
+    with the full view because ``zoom_enabled=False``; always 0 otherwise), ``num_tool_errors``,
+    ``correct`` (bool at the end, else None), ``answer`` / ``answer_index`` (parsed answer),
+    ``answer_match`` (how it was graded: ``"letter"``, ``"text"``, ``"distinguishing_words"`` or
+    ``"none"``; see :mod:`mapo_env.answers`), ``crop_box`` (latest crop, original pixels), ``turn``,
+    ``sample_id``, ``sample_index``, ``category``, ``reward_terms`` (at the end).
 
     ## Alignment
 
@@ -624,7 +632,10 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         ep.fresh_images.add(len(ep.images) - 1)
         ep.frames.append(ImageFrame(box.bbox, (crop.shape[1], crop.shape[0])))
         ep.crop_boxes.append(box)
-        ep.num_tool_calls += 1
+        if self.zoom_enabled:
+            ep.num_tool_calls += 1
+        else:  # the ablation: no crop was returned, so no zoom was made (see Rewards)
+            ep.num_disabled_tool_calls += 1
         reply = self.dialect.crop_reply(self.max_turns - ep.turn, len(ep.images) - 1, (crop.shape[1], crop.shape[0]))
         ep.messages.append({"role": "user", "content": reply})
         if self.description_mode == "post":
@@ -676,6 +687,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         return score
 
     def _final_reward_terms(self, ep: _Episode, correct: bool) -> dict[str, float]:
+        """The end-of-episode terms (see Rewards); ``tool_bonus`` needs a crop, so a disabled zoom earns none."""
         return {
             "correct": self.correct_reward * float(correct),
             "format": self.format_reward * float(ep.well_formed),
@@ -801,6 +813,7 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
             "target_coverage": target_coverage,
             "tool_error": tool_error.value if tool_error is not None else None,
             "num_tool_calls": ep.num_tool_calls,
+            "num_disabled_tool_calls": ep.num_disabled_tool_calls,
             "num_tool_errors": ep.num_tool_errors,
             "correct": correct,
             "answer": answer,

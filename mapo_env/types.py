@@ -158,6 +158,8 @@ class StepInfo(_EpisodeEnd):
     """A :class:`~mapo_env.actions.ToolError` value when the turn could not be carried out."""
     num_tool_calls: int
     """Zoom calls that returned a crop so far."""
+    num_disabled_tool_calls: int
+    """Zoom calls answered with the full view because the environment has ``zoom_enabled=False`` (else 0)."""
     num_tool_errors: int
     """Turns with a tool error so far."""
     correct: bool | None

@@ -165,7 +165,8 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
         for k, text in enumerate(self._base.shown_options[: self.max_options]):
             options[k] = self._hash_words(text)
         max_turns = self._base.max_turns
-        progress = np.array([info["turn"] / max_turns, min(1.0, info["num_tool_calls"] / max_turns)], np.float32)
+        zooms = info["num_tool_calls"] + info.get("num_disabled_tool_calls", 0)  # calls made, disabled ones too
+        progress = np.array([info["turn"] / max_turns, min(1.0, zooms / max_turns)], np.float32)
         return {
             "view": view,
             "crop": crop,

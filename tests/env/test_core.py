@@ -15,6 +15,7 @@ INFO_KEYS = {
     "target_coverage",
     "tool_error",
     "num_tool_calls",
+    "num_disabled_tool_calls",
     "num_tool_errors",
     "correct",
     "answer",

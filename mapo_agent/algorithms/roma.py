@@ -32,11 +32,30 @@ severity, seed) is made once per question group per batch in :meth:`ROMA.prepare
 the group's rollouts, micro-batches and epochs. The views are teacher-forced with
 ``ForwardRequest(images=...)``: the same token ids, other pixels.
 
-**Coefficients.** The sources reachable while writing this (the abstract and third-party summaries)
-name the four ingredients but not their weights, the number of views or the severities; the
-defaults here are ours and are named options: K = 2 views, severities 1-5, ``consistency_coef``
-0.02 (PAPO's γ on the same k3 surrogate of a perception KL, arXiv 2507.06448), ``aux_pg_coef`` 0.5.
-Check them against the paper's §4 before quoting results as the paper's setting.
+**Coefficients (unverified).** Only the paper's abstract could be checked when this was written: it
+names the four ingredients above (dual forward pass by teacher forcing, a token-level surrogate KL
+against the worst-case augmentation, an auxiliary policy gradient anchored to clean-image advantages,
+correctness-conditioned regularisation) and the setting (Qwen3-VL 4B/8B, GRPO baseline, seen and
+unseen corruptions), but none of the numbers. The method and experiment sections, and any official
+code, were not available to us, so the following are OUR choices, not the paper's, and no section
+or equation of the paper is cited for them:
+
+- ``num_views`` K = 2: the smallest K for which "worst-case augmentation" is a maximum over views;
+  each view costs one extra teacher-forced forward pass per update.
+- ``consistency_coef`` = 0.02: PAPO's γ (arXiv 2507.06448) for the same k3 sampled-token surrogate
+  of a clean-vs-degraded KL; a KL on the worst of K views is larger than on one, so this is on the
+  conservative side of that scale.
+- ``aux_pg_coef`` = 0.5: the auxiliary term is a second copy of the clean-advantage policy gradient
+  (on a corrupted view); half the main term's weight keeps the clean objective dominant, which the
+  abstract requires ("while matching clean accuracy").
+- ``severities`` 1-5 (all of ImageNet-C's scale) and the seen/unseen split of
+  :mod:`mapo_env.corruptions`: the abstract reports seen and unseen corruptions but does not list
+  them; ours is :data:`~mapo_env.corruptions.SEEN_CORRUPTIONS`.
+- Also ours: the k3 estimator, the PPO-clip surrogate of the auxiliary term, one auxiliary view per
+  batch, and gating on ``Trajectory.correct`` (the abstract says "successful trajectories").
+
+Check them against the paper's method and experiment sections before quoting results as the paper's
+setting.
 """
 
 from __future__ import annotations
@@ -73,7 +92,7 @@ class ROMAConfig(GRPOConfig):
     """GRPO config plus ROMA's dual-pass terms (see the module docstring; GRPO's loss defaults kept).
 
     Attributes:
-        num_views: K, corrupted views teacher-forced per update (2; at least 1).
+        num_views: K, corrupted views teacher-forced per update (2, ours; at least 1).
         corruptions: Seen corruptions the views draw from: ``"seen"`` (default) or names joined by
             commas (:func:`mapo_env.corruptions.resolve_corruptions`); unseen names are refused.
         severities: Severities (1-5) the views draw from, uniformly (all five).

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from mapo_agent.algorithms import ROMA, ROMAConfig, make_algorithm
+from mapo_agent.algorithms import roma as roma_module
 from mapo_agent.types import ForwardOutput, ForwardRequest, TrainBatch, Trajectory
 from mapo_env.corruptions import SEEN_CORRUPTIONS
 from mapo_env.errors import ConfigError
@@ -163,6 +164,8 @@ def test_view_target_leaves_the_tool_crops_clean():
 def test_roma_composes_with_mapo_advantages_and_refuses_misuse():
     assert make_algorithm("roma", advantage_estimator="mapo").config.advantage_estimator == "mapo"
     defaults = make_algorithm("roma").config
+    # ours, not the paper's: its method and experiment sections were not available (see roma's docstring)
+    assert "Coefficients (unverified)" in (roma_module.__doc__ or "")
     assert (defaults.num_views, defaults.consistency_coef, defaults.aux_pg_coef, defaults.kl_coef) == (
         2,
         0.02,

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 
 from mapo_agent.algorithms.advantages import ADVANTAGE_ESTIMATORS, AdvantageConfig
+from mapo_agent.integrations.processor import QwenVLImageProcessor, load_image_processor
 from mapo_agent.types import AdvantageInput
 from mapo_env.errors import ConfigError, DependencyNotInstalled
 from mapo_env.integrations.trl import (
@@ -50,9 +51,6 @@ from mapo_env.integrations.trl import (
 
 try:
     from accelerate.utils import gather_object
-    from transformers import AutoTokenizer
-    from transformers.models.qwen2_5_vl import Qwen2_5_VLProcessor
-    from transformers.processing_utils import ProcessorMixin
     from trl import GRPOTrainer
 except ImportError as err:  # pragma: no cover - exercised only without the extra
     raise DependencyNotInstalled(f"mapo_agent.integrations.trl needs TRL; run: {INSTALL_HINT}") from err
@@ -60,54 +58,20 @@ except ImportError as err:  # pragma: no cover - exercised only without the extr
 logger = logging.getLogger(__name__)
 
 
-class QwenVLImageProcessor(Qwen2_5_VLProcessor):
-    """Qwen2.5-VL's processor without its video half, so that it loads without torchvision.
-
-    ``AutoProcessor.from_pretrained`` builds Qwen2.5-VL's video processor, which needs torchvision.
-    This subclass has only an image processor (the PIL one, ``Qwen2VLImageProcessorPil``) and the
-    tokenizer; images, chat templates and ``image_grid_thw`` work as in the stock processor, videos
-    are not supported. Build it with :func:`load_processor`.
-    """
-
-    def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: str | None = None) -> None:
-        self.image_token = getattr(tokenizer, "image_token", None) or "<|image_pad|>"
-        self.video_token = getattr(tokenizer, "video_token", None) or "<|video_pad|>"
-        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-        self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
-        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-        self.video_processor = None
-
-
 def load_processor(model_path: str | Path) -> QwenVLImageProcessor:
-    """The image-only Qwen2.5-VL processor of a checkpoint folder, with the tool-capable chat template.
+    """The image-only Qwen2.5-VL processor of a checkpoint, with the tool template and TRL's tool-call parser.
 
-    Reads ``tokenizer*.json`` and ``preprocessor_config.json`` from ``model_path``, sets left padding
-    (TRL's requirement), makes the image processor return tensors (as the stock one does) and installs
-    :data:`~mapo_env.integrations.trl.QWEN25VL_TOOL_CHAT_TEMPLATE` with its tool-call parser
-    (:func:`~mapo_env.integrations.trl.use_tool_chat_template`).
+    :func:`mapo_agent.integrations.processor.load_image_processor` (no torchvision needed), then
+    :func:`~mapo_env.integrations.trl.use_tool_chat_template`.
 
     Args:
         model_path: A Qwen2-VL / Qwen2.5-VL checkpoint folder or hub id (e.g.
             ``mapo_agent.policy.tiny.bundled_model_path()``).
 
     Raises:
-        ConfigError: the folder has no ``preprocessor_config.json`` (not a vision-language checkpoint).
+        ConfigError: not a Qwen2-VL / Qwen2.5-VL checkpoint.
     """
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
-
-    try:
-        image_processor = Qwen2VLImageProcessorPil.from_pretrained(str(model_path))
-    except OSError as err:
-        raise ConfigError(
-            f"{model_path} has no Qwen2-VL image processor (preprocessor_config.json); pass a Qwen2-VL or "
-            "Qwen2.5-VL checkpoint"
-        ) from err
-    # Image fields as tensors, as the stock (torchvision) processor returns them: TRL concatenates them per
-    # prompt with torch.cat and splits them by image_grid_thw in its tool loop.
-    image_processor.return_tensors = "pt"
-    tokenizer = AutoTokenizer.from_pretrained(str(model_path), padding_side="left")
-    processor = QwenVLImageProcessor(image_processor=image_processor, tokenizer=tokenizer)
-    return use_tool_chat_template(processor)
+    return use_tool_chat_template(load_image_processor(model_path))
 
 
 @dataclass

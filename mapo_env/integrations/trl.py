@@ -48,76 +48,13 @@ from PIL import Image
 from mapo_env.actions import ZOOM_TOOL_NAME, ToolError
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError, DependencyNotInstalled, ResetNeeded
+from mapo_env.integrations.chat_template import QWEN25VL_TOOL_CHAT_TEMPLATE
 
 INSTALL_HINT = 'pip install "mapo-gym[trl]"  (or: bash scripts/install_trl.sh, which keeps your torch)'
 """How to install what this module needs."""
 
 ROW_KEYS = ("mapo_env_id", "mapo_index", "mapo_seed", "mapo_option_order")
 """Dataset columns that :meth:`MapoToolEnv.reset` reads to rebuild the row's episode."""
-
-QWEN25VL_TOOL_CHAT_TEMPLATE = (
-    "{%- set image_count = namespace(value=0) %}{%- set video_count = namespace(value=0) %}"
-    "{%- if messages[0].role == 'system' %}{%- set system = messages[0].content %}"
-    "{%- else %}{%- set system = 'You are a helpful assistant.' %}{%- endif %}"
-    "{{- '<|im_start|>system\\n' }}"
-    "{%- if system is string %}{{- system }}{%- else %}"
-    "{%- for part in system %}{%- if 'text' in part %}{{- part.text }}{%- endif %}{%- endfor %}{%- endif %}"
-    "{%- if tools %}"
-    "{{- '\\n\\n# Tools\\n\\nYou may call one or more functions to assist with the user query.\\n\\n"
-    "You are provided with function signatures within <tools></tools> XML tags:\\n<tools>' }}"
-    "{%- for tool in tools %}{{- '\\n' }}{{- tool | tojson }}{%- endfor %}"
-    "{{- '\\n</tools>\\n\\nFor each function call, return a json object with function name and arguments within "
-    '<tool_call></tool_call> XML tags:\\n<tool_call>\\n{"name": <function-name>, "arguments": '
-    "<args-json-object>}\\n</tool_call>' }}"
-    "{%- endif %}"
-    "{{- '<|im_end|>\\n' }}"
-    "{%- for message in messages %}"
-    "{%- if message.role == 'user' or message.role == 'assistant' %}"
-    "{{- '<|im_start|>' + message.role + '\\n' }}"
-    "{%- if message.content is string %}{{- message.content }}"
-    "{%- elif message.content %}{%- for content in message.content %}"
-    "{%- if content.type == 'image' or 'image' in content or 'image_url' in content %}"
-    "{%- set image_count.value = image_count.value + 1 %}"
-    "{%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}<|vision_start|><|image_pad|><|vision_end|>"
-    "{%- elif content.type == 'video' or 'video' in content %}{%- set video_count.value = video_count.value + 1 %}"
-    "{%- if add_vision_id %}Video {{ video_count.value }}: {% endif -%}<|vision_start|><|video_pad|><|vision_end|>"
-    "{%- elif 'text' in content %}{{- content.text }}{%- endif %}"
-    "{%- endfor %}{%- endif %}"
-    "{%- if message.role == 'assistant' and message.tool_calls %}"
-    "{%- for tool_call in message.tool_calls %}"
-    "{%- if (loop.first and message.content) or (not loop.first) %}{{- '\\n' }}{%- endif %}"
-    "{%- if tool_call.function %}{%- set tool_call = tool_call.function %}{%- endif %}"
-    '{{- \'<tool_call>\\n{"name": "\' }}{{- tool_call.name }}{{- \'", "arguments": \' }}'
-    "{%- if tool_call.arguments is string %}{{- tool_call.arguments }}{%- else %}{{- tool_call.arguments | tojson }}"
-    "{%- endif %}{{- '}\\n</tool_call>' }}"
-    "{%- endfor %}{%- endif %}"
-    "{{- '<|im_end|>\\n' }}"
-    "{%- elif message.role == 'tool' %}"
-    "{%- if loop.first or (messages[loop.index0 - 1].role != 'tool') %}{{- '<|im_start|>user' }}{%- endif %}"
-    "{{- '\\n<tool_response>\\n' }}"
-    "{%- if message.content is string %}{{- message.content }}{%- else %}{%- for content in message.content %}"
-    "{%- if content.type == 'image' or 'image' in content or 'image_url' in content %}"
-    "{%- set image_count.value = image_count.value + 1 %}"
-    "{%- if add_vision_id %}Picture {{ image_count.value }}: {% endif -%}<|vision_start|><|image_pad|><|vision_end|>"
-    "{%- elif 'text' in content %}{{- content.text }}{%- endif %}"
-    "{%- endfor %}{%- endif %}"
-    "{{- '\\n</tool_response>' }}"
-    "{%- if loop.last or (messages[loop.index0 + 1].role != 'tool') %}{{- '<|im_end|>\\n' }}{%- endif %}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-"""A tool-capable chat template for the Qwen2.5-VL family (Qwen2-VL too: same tokens).
-
-The stock Qwen2.5-VL template (and TRL's copy of it, which TRL marks as tool-less) renders neither
-``tools`` nor assistant ``tool_calls`` nor ``tool`` messages. This one keeps the stock template's
-rendering of system / user / assistant text and images (the default system message included), and
-adds Qwen2.5's Hermes tool format, the one DeepEyes-style checkpoints were trained on: the tool
-schemas in the system message, each call as ``<tool_call>\\n{"name": ..., "arguments": ...}\\n</tool_call>``,
-tool results (text and images) as a user turn in ``<tool_response>`` tags. It is prefix-preserving
-(appending messages never changes how earlier ones render), which TRL's multi-turn loop requires.
-Install it with :func:`use_tool_chat_template`.
-"""
 
 
 def _require(module: str) -> Any:
@@ -346,6 +283,21 @@ class MapoToolEnv:
         return self._record
 
     @property
+    def tool_call_scores(self) -> list[float | None]:
+        """Per zoom call so far: its alignment score, or None for a failed call (a copy)."""
+        return list(self._scores)
+
+    @property
+    def env_id(self) -> str:
+        """The id of the wrapped environment."""
+        return self._env_id
+
+    @property
+    def done(self) -> bool:
+        """The episode has ended (answered, or out of turns)."""
+        return self._done
+
+    @property
     def env(self) -> gym.Env:
         """The wrapped Gymnasium environment."""
         return self._env
@@ -556,9 +508,10 @@ def make_rows(
     """Rows for TRL: one per question, each reproducing an environment reset.
 
     Each row has ``prompt`` (the environment's system message and question, as strings), ``images``
-    (the full view the environment shows, as a PIL image) and the ``mapo_*`` columns
-    :meth:`MapoToolEnv.reset` reads (:data:`ROW_KEYS`). Question ``i`` is reset with seed
-    ``seed + i``.
+    (the full view the environment shows, as a PIL image), the ``mapo_*`` columns
+    :meth:`MapoToolEnv.reset` reads (:data:`ROW_KEYS`), and for evaluation ``mapo_options`` (the
+    options as shown) and ``mapo_answer`` (the correct letter; the model never sees these columns).
+    Question ``i`` is reset with seed ``seed + i``.
 
     Raises:
         ConfigError: ``num_questions`` is not a positive int.
@@ -575,6 +528,7 @@ def make_rows(
             options = list(info["options"])
             sample = env.unwrapped.current_sample
             order = [list(sample.options).index(o) for o in options]
+            letter = info["option_letters"][env.unwrapped.shown_answer_index]
             prompt = [
                 {"role": m["role"], "content": _message_text(m)}
                 for m in obs["messages"]
@@ -588,6 +542,8 @@ def make_rows(
                     "mapo_index": int(info["sample_index"]),
                     "mapo_seed": seed + i,
                     "mapo_option_order": order,
+                    "mapo_options": options,
+                    "mapo_answer": letter,
                 }
             )
     finally:

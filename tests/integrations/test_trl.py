@@ -132,14 +132,16 @@ def test_tool_chat_template_is_tool_capable_and_prefix_preserving():
     assert call["arguments"]["bbox_2d"] == [0, 0, 56, 56]
 
 
-def make_trainer(tmp_path, processor, model, steps, factory, trainer_class=MapoGRPOTrainer, **kwargs):
+def make_trainer(
+    tmp_path, processor, model, steps, factory, trainer_class=MapoGRPOTrainer, max_completion_length=96, **kwargs
+):
     args = GRPOConfig(
         output_dir=str(tmp_path),
         use_cpu=True,
         max_steps=steps,
         per_device_train_batch_size=4,
         num_generations=2,
-        max_completion_length=96,
+        max_completion_length=max_completion_length,
         max_tool_calling_iterations=2,
         learning_rate=1e-2,
         logging_steps=1,
@@ -168,6 +170,34 @@ def test_failed_zooms_only_train_without_images(tmp_path):
     trainer.train()
     assert trainer.last_batch.inputs.alignment_scores == [[None]] * 4
     assert all(r.answered and r.num_tool_calls == 0 for r in trainer.last_batch.records)
+
+
+def test_zoom_rolled_back_by_trl_is_undone_in_the_environment(tmp_path):
+    """A crop that would overflow max_completion_length is dropped by TRL after the env stepped it."""
+    path = bundled_model_path()
+    processor = load_processor(path)
+    model = Qwen2_5_VLForConditionalGeneration.from_pretrained(path, dtype=torch.float32)
+    scripted_generate(model, processor.tokenizer, first_turns=[ZOOMS[0]])
+    zoom_tokens = len(processor.tokenizer.encode(ZOOMS[0], add_special_tokens=False)) + 1
+    envs, replays = [], []
+
+    class CountingEnv(mapo_trl.MapoToolEnv):
+        def _replay(self, calls):
+            replays.append(len(calls))
+            super()._replay(calls)
+
+    def factory():
+        envs.append(CountingEnv(ENV_ID))
+        return envs[-1]
+
+    trainer = make_trainer(tmp_path, processor, model, 1, factory, max_completion_length=zoom_tokens + 4)
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "tools/call_frequency" in h]
+    assert logged[0]["tools/call_frequency"] == 1.0  # every rollout called the tool, and the env stepped it
+    records = trainer.last_batch.records
+    assert all(r.num_tool_calls == 0 and r.tool_call_scores == [] and not r.answered for r in records)
+    assert replays == [0, 0, 0, 0]  # each env had stepped the zoom; the replay kept none of it
+    assert all(len(env.env.unwrapped.image_frames) == 1 for env in envs[1:])  # and left no crop
 
 
 def test_two_step_mapo_training_zooms_sees_the_crop_and_uses_our_advantage(tmp_path):

@@ -13,5 +13,6 @@ TORCH_VERSION="${TORCH_VERSION:-$("$PYTHON" -c 'import torch; print(torch.__vers
 echo "installing mapo-gym[verl] with torch==${TORCH_VERSION} into $("$PYTHON" -c 'import sys; print(sys.prefix)')"
 "$PYTHON" -m pip install "torch==${TORCH_VERSION}" -e "${ROOT}[verl]"
 "$PYTHON" -c 'import torch, verl; print(f"torch {torch.__version__}, verl {verl.__version__}")'
+# Note: verl 0.9.1 requires transformers<5.11, so pip downgrades a newer transformers here.
 # End-to-end verl training also needs a rollout engine (vLLM or SGLang) built for your CUDA; install it
 # separately, following verl's own instructions for your GPU stack.

@@ -6,7 +6,7 @@ The public face (everything else is reachable through its module)::
 
     config = TrainConfig(algo="mapo", steps=30)          # the bundled recipe; every field has --help text
     summary = Trainer(config).train()                    # or: mapo-train --algo mapo --steps 30
-    ALGORITHMS.names()                                   # mapo, grpo, dr_grpo, dapo, rloo, papo, vgpo, sft, ...
+    ALGORITHMS.names()                                   # mapo, grpo, dr_grpo, dapo, rloo, papo, vgpo, roma, opd, ...
 
 Adding an algorithm is one module with a config dataclass and a class decorated with
 ``@ALGORITHMS.register("name")`` (see :mod:`mapo_agent.algorithms.base`); the trainer never looks at names.

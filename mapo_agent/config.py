@@ -125,7 +125,7 @@ class TrainConfig:
     """Train a multimodal policy to think with images: optional oracle SFT cold start, then RL."""
 
     algo: str = "mapo"
-    """RL algorithm (a name in mapo_agent.algorithms.ALGORITHMS: mapo, grpo, dr_grpo, dapo, rloo, papo, vgpo)."""
+    """RL algorithm: a name in mapo_agent.algorithms.ALGORITHMS (listed with their options at the end of --help)."""
     algo_kwargs: dict[str, Any] = field(default_factory=dict)
     """Config fields of the algorithm as KEY=VALUE, e.g. kl_coef=0.01 or advantage='{"semantic_coef": 0.2}'."""
     steps: int = 30

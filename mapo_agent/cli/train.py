@@ -16,8 +16,8 @@ PROG = "mapo-train"
 DESCRIPTION = """\
 Train a Hugging Face multimodal model (Qwen2-VL / Qwen2.5-VL family) to answer questions about large
 images by zooming in: an optional SFT cold start on the environment oracle's trajectories, then RL
-with MAPO (alignment of each crop's description with the crop, coupled with the task reward) or a
-peer (grpo, dr_grpo, dapo, rloo, papo, vgpo).
+with MAPO (alignment of each crop's description with the crop, coupled with the task reward) or any
+other algorithm of the registry (listed with their options at the end).
 
 With no arguments: the bundled tiny Qwen2.5-VL agent on MAPO-Tiles-v0 (CPU), oracle SFT then MAPO,
 written to runs/mapo-tiles/ (--output-dir): config.json, metrics.jsonl, plots/, checkpoints/, final/

@@ -96,7 +96,7 @@ MAX_MESSAGE_CHARS = 400
 """Upper bound on the length of an error message."""
 
 _TAG_RE = re.compile(r"<(/?)(think|description|tool_call|answer)>", re.IGNORECASE)
-_CLOSE_RE = {name: re.compile(rf"</{name}>", re.IGNORECASE) for name in ("think", "description", "tool_call")}
+_CLOSE_RE = {name: re.compile(rf"</{name}>", re.IGNORECASE) for name in ("think", "description")}
 _BLOCKS = ("think", "description")
 _ACTIONS = ("tool_call", "answer")
 _DECODER = json.JSONDecoder()
@@ -219,9 +219,6 @@ class ActionRejected(Exception):
         self.message = message
 
 
-_Reject = ActionRejected
-
-
 @dataclass
 class TurnScan:
     """The blocks of a turn and its first action tag outside them (see :func:`scan_turn`).
@@ -239,9 +236,6 @@ class TurnScan:
     action: re.Match[str] | None = None
     unclosed: str | None = None
     tags_in_think: bool = False
-
-
-_Scan = TurnScan
 
 
 def parse_action(text: str) -> ParsedAction:
@@ -275,11 +269,11 @@ def parse_action(text: str) -> ParsedAction:
     blocks: dict[str, Any] = {"think": think, "description": scan.description}
     try:
         if scan.action is None:
-            raise _Reject(ToolError.NO_ACTION, _no_action_message(scan))
+            raise ActionRejected(ToolError.NO_ACTION, _no_action_message(scan))
         if scan.action.group(2).lower() == "answer":
             return ParsedAction(kind="answer", answer=_answer_text(text, scan.action), **blocks)
         return ParsedAction(kind="tool_call", tool_call=_tool_call(text, scan.action), **blocks)
-    except _Reject as reject:
+    except ActionRejected as reject:
         return ParsedAction(kind="invalid", error=reject.code, message=reject.message[:MAX_MESSAGE_CHARS], **blocks)
 
 
@@ -340,11 +334,7 @@ def format_answer(letter: str) -> str:
         >>> format_answer("B")
         '<answer>B</answer>'
     """
-    if not isinstance(letter, str) or not letter.strip() or _TAG_RE.search(letter):
-        raise ConfigError(
-            f"format_answer expects a non-blank str without <answer>/<tool_call>/<think> tags, got {letter!r:.80}."
-        )
-    return f"<answer>{letter.strip()}</answer>"
+    return f"<answer>{check_answer_letter(letter)}</answer>"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,7 +400,7 @@ def _has_action_tag(content: str, tag_re: re.Pattern[str], actions: tuple[str, .
     return any(m.group(2).lower() in actions for m in tag_re.finditer(content) if not m.group(1))
 
 
-def _no_action_message(scan: _Scan) -> str:
+def _no_action_message(scan: TurnScan) -> str:
     if scan.unclosed is not None:
         return (
             f"Error: your <{scan.unclosed}> block is never closed, so the turn has no action; "
@@ -437,7 +427,7 @@ def _answer_text(text: str, tag: re.Match[str], tag_re: re.Pattern[str] = _TAG_R
     nxt = tag_re.search(text, tag.end())
     answer = text[tag.end() : nxt.start() if nxt is not None else len(text)].strip()
     if not answer:
-        raise _Reject(
+        raise ActionRejected(
             ToolError.EMPTY_ANSWER,
             "Error: your <answer></answer> is empty; put the option letter inside, e.g. <answer>B</answer>.",
         )
@@ -449,24 +439,33 @@ def _answer_text(text: str, tag: re.Match[str], tag_re: re.Pattern[str] = _TAG_R
 
 
 def _tool_call(text: str, tag: re.Match[str]) -> ZoomCall:
-    close = _CLOSE_RE["tool_call"].search(text, tag.end())
-    region_end = close.start() if close is not None else len(text)
-    brace = text.find("{", tag.end(), region_end)
+    return _zoom_call(tag_object(text, tag.end(), "tool_call", f"{_CALL_EXAMPLE}</tool_call>"))
+
+
+def tag_object(text: str, start: int, tag: str, example: str, *, bare_keys: bool = False) -> dict[Any, Any]:
+    """The JSON object of a call tag: the first ``{`` after ``start`` (the end of ``<tag>``), up to ``</tag>``.
+
+    The closing tag is optional (generation stopped or was cut): without it the body runs to the end.
+
+    Args:
+        text: The turn.
+        start: Where the body begins (the end of the opening tag).
+        tag: The tag's name (``"tool_call"``, ``"grounding"``), for the closing tag and the messages.
+        example: The well-formed call the error messages show.
+        bare_keys: As in :func:`decode_object`.
+
+    Raises:
+        ActionRejected: ``bad_json`` when the body holds no ``{`` or no decodable object.
+    """
+    close = re.compile(rf"</{re.escape(tag)}>", re.IGNORECASE).search(text, start)
+    end = close.start() if close is not None else len(text)
+    brace = text.find("{", start, end)
     if brace < 0:
-        raise _Reject(
+        raise ActionRejected(
             ToolError.BAD_JSON,
-            f"Error: no JSON object after <tool_call>; got {_brief(text[tag.end() : region_end].strip())}. "
-            f"Write {_CALL_EXAMPLE}</tool_call>.",
+            f"Error: no JSON object after <{tag}>; got {_brief(text[start:end].strip())}. Write {example}.",
         )
-    call = _decode_object(text, brace, region_end, what="the <tool_call> body")
-    return _zoom_call(call)
-
-
-def _decode_object(
-    text: str, start: int, end: int, what: str, example: str | None = None, bare_keys: bool = False
-) -> dict[Any, Any]:
-    """Decode the object at ``text[start]`` (a ``{``); strict JSON first, then the bounded fallback."""
-    return decode_object(text, start, end, what, example, bare_keys=bare_keys)
+    return decode_object(text, brace, end, f"the <{tag}> body", example, bare_keys=bare_keys)
 
 
 def decode_object(
@@ -505,12 +504,12 @@ def decode_object(
             reason = (
                 f" (JSON error at char {err.pos - start}: {err.msg})" if isinstance(err, json.JSONDecodeError) else ""
             )
-            raise _Reject(
+            raise ActionRejected(
                 ToolError.BAD_JSON,
                 f"Error: {what} must be a JSON object{reason}; got {_brief(text[start:end])}. Write {example}.",
             ) from None
     if not isinstance(value, dict):
-        raise _Reject(ToolError.BAD_JSON, f"Error: {what} must be a JSON object; got {_brief(value)}.")
+        raise ActionRejected(ToolError.BAD_JSON, f"Error: {what} must be a JSON object; got {_brief(value)}.")
     return value
 
 
@@ -616,17 +615,21 @@ def _tool_name(name: Any) -> str:
     if isinstance(name, str) and re.sub(r"[\s-]+", "_", name.strip().lower()) in ZOOM_TOOL_NAMES:
         return name.strip()
     got = "no name" if name is None else _brief(name)
-    raise _Reject(ToolError.UNKNOWN_TOOL, f'Error: unknown tool ({got}); the only tool is "name": "{ZOOM_TOOL_NAME}".')
+    raise ActionRejected(
+        ToolError.UNKNOWN_TOOL, f'Error: unknown tool ({got}); the only tool is "name": "{ZOOM_TOOL_NAME}".'
+    )
 
 
 def _arguments(call: dict[Any, Any]) -> dict[str, Any]:
     key = next((k for k in ARGUMENTS_KEYS if k in call), None)
     args = call.get(key) if key is not None else None
     if isinstance(args, str) and "{" in args:  # OpenAI style: the arguments object encoded as a string
-        args = _decode_object(args, args.index("{"), len(args), what='"arguments"')
+        args = decode_object(args, args.index("{"), len(args), what='"arguments"')
     if not isinstance(args, dict):
         got = "nothing" if key is None else _brief(args)
-        raise _Reject(ToolError.BAD_ARGS, f'Error: "arguments" must be an object like {_ARGS_EXAMPLE}; got {got}.')
+        raise ActionRejected(
+            ToolError.BAD_ARGS, f'Error: "arguments" must be an object like {_ARGS_EXAMPLE}; got {got}.'
+        )
     return {str(k).strip().lower(): v for k, v in args.items()}
 
 
@@ -644,7 +647,9 @@ def _bbox(value: Any) -> tuple[float, float, float, float]:
     numbers = [_finite_float(v) for v in value] if isinstance(value, (list, tuple)) and len(value) == 4 else []
     if len(numbers) != 4 or any(x is None for x in numbers):
         got = "nothing" if raw is None else _brief(raw)
-        raise _Reject(ToolError.BAD_BBOX, f"Error: bbox_2d must be 4 finite numbers [x1, y1, x2, y2]; got {got}.")
+        raise ActionRejected(
+            ToolError.BAD_BBOX, f"Error: bbox_2d must be 4 finite numbers [x1, y1, x2, y2]; got {got}."
+        )
     x1, y1, x2, y2 = numbers
     return (x1, y1, x2, y2)
 
@@ -665,7 +670,7 @@ def _label(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str):
-        raise _Reject(
+        raise ActionRejected(
             ToolError.BAD_ARGS, f"Error: label must be a string naming what the box shows; got {_brief(value)}."
         )
     return value.strip() or None
@@ -674,15 +679,9 @@ def _label(value: Any) -> str | None:
 def _image_index(value: Any) -> int:
     if value is None:
         return 0
-    index: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        index = value
-    elif isinstance(value, float) and value.is_integer():
-        index = int(value)
-    elif isinstance(value, str) and len(value) <= 20:
-        index = _int_or_none(value.strip())
+    index = parse_int(value)
     if index is None or index < 0:
-        raise _Reject(
+        raise ActionRejected(
             ToolError.BAD_ARGS,
             f"Error: image_index must be an integer >= 0 (0 = the full image, k = your k-th crop); "
             f"got {_brief(value)}.",
@@ -786,36 +785,16 @@ def check_answer_letter(letter: Any, caller: str = "format_answer") -> str:
     return letter.strip()
 
 
-def zoom_call_from_object(call: dict[Any, Any], tool_names: frozenset[str] = ZOOM_TOOL_NAMES) -> ZoomCall:
+def zoom_call_from_object(call: dict[Any, Any]) -> ZoomCall:
     """A decoded call object -> :class:`ZoomCall`, with the argument rules of the module docstring.
 
     Accepted shapes: ``{"name", "arguments"}``, the OpenAI ``{"type": "function", ...}`` wrapper,
-    ``arguments`` as a JSON string.
-
-    Args:
-        call: The decoded object.
-        tool_names: Lower-case, underscore-joined names accepted for the zoom tool.
+    ``arguments`` as a JSON string; the name must be one of :data:`ZOOM_TOOL_NAMES`.
 
     Raises:
         ActionRejected: ``unknown_tool``, ``bad_args``, ``bad_bbox``.
     """
-    if tool_names is ZOOM_TOOL_NAMES:
-        return _zoom_call(call)
-    function = call.get("function")
-    if "name" not in call and isinstance(function, dict):
-        call = function
-    name = call.get("name")
-    if not (isinstance(name, str) and re.sub(r"[\s-]+", "_", name.strip().lower()) in tool_names):
-        got = "no name" if name is None else _brief(name)
-        known = ", ".join(f'"{n}"' for n in sorted(tool_names))
-        raise _Reject(ToolError.UNKNOWN_TOOL, f"Error: unknown tool ({got}); the zoom tool is {known}.")
-    args = _arguments(call)
-    return ZoomCall(
-        bbox=_bbox(_first(args, BBOX_KEYS)),
-        label=_label(_first(args, LABEL_KEYS)),
-        image_index=_image_index(_first(args, IMAGE_INDEX_KEYS)),
-        name=name.strip(),
-    )
+    return _zoom_call(call)
 
 
 def call_arguments(call: dict[Any, Any]) -> dict[str, Any]:

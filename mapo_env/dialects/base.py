@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from mapo_env.actions import MAX_MESSAGE_CHARS, ActionRejected, ParsedAction, ToolError, TurnScan
-from mapo_env.errors import InvalidActionType
+from mapo_env.errors import ConfigError, InvalidActionType
 from mapo_env.prompts import image_part, text_part
 
 _BOXED_RE = re.compile(r"\\boxed\s*\{")
@@ -175,12 +175,11 @@ def check_text(text: object) -> None:
 
 def invalid(scan: TurnScan | None, reject: ActionRejected, description: str | None = None) -> ParsedAction:
     """The ``kind="invalid"`` result for ``reject``, keeping the turn's blocks."""
-    think = "\n".join(scan.think) if scan is not None and scan.think else None
     return ParsedAction(
         kind="invalid",
         error=reject.code,
         message=reject.message[:MAX_MESSAGE_CHARS],
-        think=think,
+        think=think_of(scan) if scan is not None else None,
         description=description,
     )
 
@@ -188,6 +187,26 @@ def invalid(scan: TurnScan | None, reject: ActionRejected, description: str | No
 def think_of(scan: TurnScan) -> str | None:
     """The joined ``<think>`` blocks of a scan, or ``None``."""
     return "\n".join(scan.think) if scan.think else None
+
+
+def check_image_index(image_index: object, caller: str) -> None:
+    """Raise :class:`~mapo_env.errors.ConfigError` unless ``image_index`` is an int >= 0 (``caller``'s misuse)."""
+    if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
+        raise ConfigError(f"{caller}: image_index must be an int >= 0, got {image_index!r}")
+
+
+def check_label(label: object, caller: str) -> None:
+    """Raise :class:`~mapo_env.errors.ConfigError` unless ``label`` is a ``str`` or ``None`` (``caller``'s misuse)."""
+    if label is not None and not isinstance(label, str):
+        raise ConfigError(f"{caller}: label must be a str or None, got {label!r}")
+
+
+def pixel_fallback(bbox: Sequence[float]) -> str | None:
+    """The frame of a box written to a [0, 1] tool: ``None`` (the tool's own), or ``"pixel"`` past 1.
+
+    The [0, 1] families read a box with a value outside [0, 1] as pixels of the image as shown.
+    """
+    return None if all(0.0 <= v <= 1.0 for v in bbox) else "pixel"
 
 
 def without_blocks(text: str) -> str:

@@ -45,18 +45,25 @@ from mapo_env.actions import (
     brief,
     check_answer_letter,
     checked_format_bbox,
-    decode_object,
     format_coordinate,
     parse_bbox,
     parse_int,
     scan_turn,
+    tag_object,
 )
-from mapo_env.dialects.base import Dialect, check_text, invalid, replies, think_of, unclosed_message
-from mapo_env.errors import ConfigError
+from mapo_env.dialects.base import (
+    Dialect,
+    check_image_index,
+    check_text,
+    invalid,
+    pixel_fallback,
+    replies,
+    think_of,
+    unclosed_message,
+)
 
 _CALL = '<grounding>{"bbox_2d": [x0, y0, x1, y1], "source": "original_image"}</grounding>'
 _ACTIONS = ("grounding", "answer")
-_CLOSE_RE = re.compile(r"</grounding>", re.IGNORECASE)
 _SOURCE_RE = re.compile(r"^\s*observation[ _-]?(\d{1,12})\s*$", re.IGNORECASE)
 _ORIGINAL = frozenset({"original_image", "original", "original image", "image"})
 
@@ -107,8 +114,7 @@ class MiniO3Dialect(Dialect):
     ) -> str:
         """``<grounding>{"bbox_2d": [...], "source": ...}</grounding>`` (no label: the family writes none)."""
         numbers = checked_format_bbox(bbox, "MiniO3Dialect.format_tool_call")
-        if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
-            raise ConfigError(f"MiniO3Dialect.format_tool_call: image_index must be an int >= 0, got {image_index!r}")
+        check_image_index(image_index, "MiniO3Dialect.format_tool_call")
         box = ", ".join(format_coordinate(x, decimals) for x in numbers)
         return f'<grounding>{{"bbox_2d": [{box}], "source": "{self.image_name(image_index)}"}}</grounding>'
 
@@ -167,22 +173,13 @@ class MiniO3Dialect(Dialect):
 
 
 def _call(text: str, start: int) -> ZoomCall:
-    close = _CLOSE_RE.search(text, start)
-    end = close.start() if close is not None else len(text)
-    brace = text.find("{", start, end)
-    if brace < 0:
-        raise ActionRejected(
-            ToolError.BAD_JSON,
-            f"Error: no JSON object after <grounding>; got {brief(text[start:end].strip())}. Write {_CALL}.",
-        )
-    obj = decode_object(text, brace, end, "the <grounding> body", _CALL, bare_keys=True)
+    obj = tag_object(text, start, "grounding", _CALL, bare_keys=True)
     args = {str(k).strip().lower(): v for k, v in obj.items()}
     if "arguments" in args and isinstance(args["arguments"], dict):  # a tool-call wrapper around the fields
         args = {str(k).strip().lower(): v for k, v in args["arguments"].items()}
     bbox = parse_bbox(args.get("bbox_2d", args.get("bbox")))
     index = _source(args.get("source"))
-    frame = None if all(0.0 <= v <= 1.0 for v in bbox) else "pixel"
-    return ZoomCall(bbox=bbox, label=None, image_index=index, name="grounding", coords=frame)
+    return ZoomCall(bbox=bbox, label=None, image_index=index, name="grounding", coords=pixel_fallback(bbox))
 
 
 def _source(value: Any) -> int:

@@ -48,8 +48,17 @@ from mapo_env.actions import (
     scan_turn,
     zoom_call_from_object,
 )
-from mapo_env.dialects.base import Dialect, check_text, empty_answer, invalid, plain_answer, replies, think_of
-from mapo_env.errors import ConfigError
+from mapo_env.dialects.base import (
+    Dialect,
+    check_image_index,
+    check_label,
+    check_text,
+    empty_answer,
+    invalid,
+    plain_answer,
+    replies,
+    think_of,
+)
 from mapo_env.prompts import COORDINATE_HELP, zoom_tool_schema
 
 _DECODER = json.JSONDecoder()
@@ -111,12 +120,10 @@ class OpenAIDialect(Dialect):
     ) -> str:
         """The assistant message of an endpoint calling ``image_zoom_in_tool`` (``arguments`` a JSON string)."""
         numbers = checked_format_bbox(bbox, "OpenAIDialect.format_tool_call")
-        if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
-            raise ConfigError(f"OpenAIDialect.format_tool_call: image_index must be an int >= 0, got {image_index!r}")
+        check_image_index(image_index, "OpenAIDialect.format_tool_call")
+        check_label(label, "OpenAIDialect.format_tool_call")
         arguments: dict[str, Any] = {}
         if label is not None:
-            if not isinstance(label, str):
-                raise ConfigError(f"OpenAIDialect.format_tool_call: label must be a str or None, got {label!r}")
             arguments["label"] = label
         arguments["bbox_2d"] = [json.loads(format_coordinate(x, decimals)) for x in numbers]
         if image_index:
@@ -139,14 +146,6 @@ class OpenAIDialect(Dialect):
     def format_answer(self, letter: str) -> str:
         """``Answer: letter`` (the message's content, as plain text)."""
         return f"Answer: {check_answer_letter(letter, 'OpenAIDialect.format_answer')}"
-
-    def format_think(self, text: str) -> str:
-        """``<think>...</think>`` inside the message's content."""
-        return f"<think>{text}</think>"
-
-    def format_description(self, text: str) -> str:
-        """A ``<description>`` block inside the message content (``description_mode="post"``)."""
-        return f"<description>{text}</description>"
 
     def tool_schema(self, coords: str, label_required: bool) -> dict[str, Any]:
         """The function to pass as ``tools=[...]``: :func:`mapo_env.prompts.zoom_tool_schema`."""

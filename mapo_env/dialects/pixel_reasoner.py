@@ -31,7 +31,6 @@ the equivalent call in every other dialect; the texts are this project's wording
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -45,25 +44,26 @@ from mapo_env.actions import (
     call_arguments,
     check_answer_letter,
     checked_format_bbox,
-    decode_object,
     format_coordinate,
     parse_bbox,
     parse_int,
     scan_turn,
+    tag_object,
 )
 from mapo_env.dialects.base import (
     Dialect,
     boxed_answer,
+    check_image_index,
     check_text,
     empty_answer,
     invalid,
+    pixel_fallback,
     plain_answer,
     replies,
     think_of,
     unclosed_message,
     without_blocks,
 )
-from mapo_env.errors import ConfigError
 
 TOOL_NAME = "crop_image_normalized"
 """The tool's name in Pixel-Reasoner."""
@@ -75,7 +75,6 @@ _CALL = (
     '<tool_call>{"name": "crop_image_normalized", "arguments": {"bbox_2d": [x1, y1, x2, y2], "target_image": 1}}'
     "</tool_call>"
 )
-_CLOSE_RE = re.compile(r"</tool_call>", re.IGNORECASE)
 
 
 class PixelReasonerDialect(Dialect):
@@ -138,15 +137,7 @@ class PixelReasonerDialect(Dialect):
             return invalid(scan, reject, description)
 
     def _call(self, text: str, start: int) -> ZoomCall:
-        close = _CLOSE_RE.search(text, start)
-        end = close.start() if close is not None else len(text)
-        brace = text.find("{", start, end)
-        if brace < 0:
-            raise ActionRejected(
-                ToolError.BAD_JSON,
-                f"Error: no JSON object after <tool_call>; got {brief(text[start:end].strip())}. Write {_CALL}.",
-            )
-        call = decode_object(text, brace, end, "the <tool_call> body", _CALL)
+        call = tag_object(text, start, "tool_call", _CALL)
         function = call.get("function")
         if "name" not in call and isinstance(function, dict):
             call = function
@@ -164,15 +155,14 @@ class PixelReasonerDialect(Dialect):
                 f"Error: target_image must be an integer (1 = the original image, k = the k-th image); "
                 f"got {brief(target)}.",
             )
-        frame = None if all(0.0 <= v <= 1.0 for v in bbox) else "pixel"
-        return ZoomCall(bbox=bbox, label=None, image_index=number - 1, name=name.strip(), coords=frame)
+        return ZoomCall(bbox=bbox, label=None, image_index=number - 1, name=name.strip(), coords=pixel_fallback(bbox))
 
     def format_tool_call(
         self, bbox: Sequence[float], *, label: str | None = None, image_index: int = 0, decimals: int = 6
     ) -> str:
         """The family's call: ``bbox_2d`` in [0, 1] of image ``image_index`` (written 1-based); no label."""
         numbers = checked_format_bbox(bbox, "PixelReasonerDialect.format_tool_call")
-        _check_index(image_index)
+        check_image_index(image_index, "format_tool_call")
         box = ", ".join(format_coordinate(x, max(decimals, 4)) for x in numbers)
         return (
             f'<tool_call>{{"name": "{TOOL_NAME}", "arguments": {{"bbox_2d": [{box}], '
@@ -264,11 +254,6 @@ def _prose(text: str) -> str | None:
     """The turn's prose before its action, stripped; ``None`` when there is none."""
     prose = text.strip()
     return prose or None
-
-
-def _check_index(image_index: Any) -> None:
-    if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
-        raise ConfigError(f"format_tool_call: image_index must be an int >= 0, got {image_index!r}")
 
 
 DIALECT = PixelReasonerDialect

@@ -55,6 +55,8 @@ from mapo_env.actions import (
 )
 from mapo_env.dialects.base import (
     Dialect,
+    check_image_index,
+    check_label,
     check_text,
     empty_answer,
     invalid,
@@ -64,7 +66,6 @@ from mapo_env.dialects.base import (
     unclosed_message,
     without_blocks,
 )
-from mapo_env.errors import ConfigError
 
 _CALL = '```json\n[{"bbox_2d": [x1, y1, x2, y2], "label": "..."}]\n```'
 _BBOX_KEY_RE = re.compile(r"""["']?\bbbox(?:_2d)?\b["']?\s*:""", re.IGNORECASE)
@@ -125,14 +126,10 @@ class Qwen25VLDialect(Dialect):
     ) -> str:
         """A fenced JSON list with one ``{"bbox_2d", "label"}`` object (``image_index`` only when not 0)."""
         numbers = checked_format_bbox(bbox, "Qwen25VLDialect.format_tool_call")
-        if isinstance(image_index, bool) or not isinstance(image_index, int) or image_index < 0:
-            raise ConfigError(
-                f"Qwen25VLDialect.format_tool_call: image_index must be an int >= 0, got {image_index!r}"
-            )
+        check_image_index(image_index, "Qwen25VLDialect.format_tool_call")
+        check_label(label, "Qwen25VLDialect.format_tool_call")
         fields = [f'"bbox_2d": [{", ".join(format_coordinate(x, decimals) for x in numbers)}]']
         if label is not None:
-            if not isinstance(label, str):
-                raise ConfigError(f"Qwen25VLDialect.format_tool_call: label must be a str or None, got {label!r}")
             fields.append(f'"label": {json.dumps(label, ensure_ascii=False)}')
         if image_index:
             fields.append(f'"image_index": {image_index}')
@@ -141,13 +138,6 @@ class Qwen25VLDialect(Dialect):
     def format_answer(self, letter: str) -> str:
         """``Answer: letter``."""
         return f"Answer: {check_answer_letter(letter, 'Qwen25VLDialect.format_answer')}"
-
-    def missing_description_message(self, image_index: int) -> str:
-        """Ask for a ``<description>`` of the crop (``description_mode="post"``)."""
-        return (
-            f"Error: describe image {image_index} in <description>...</description> at the start of the turn "
-            "that follows it."
-        )
 
     def system_prompt(self, coords: str, description_mode: str, label_required: bool) -> str:
         """Ask for the native grounding JSON to zoom, and for an ``Answer:`` line."""

@@ -14,32 +14,13 @@ import pytest
 import torch
 
 from mapo_agent.algorithms import ALGORITHMS
-from mapo_agent.config import EnvConfig, OptimConfig, RolloutConfig, TrainConfig
+from mapo_agent.config import TrainConfig
 from mapo_agent.memory import peak_rss_bytes
 from mapo_agent.metrics import read_metrics
 from mapo_agent.trainer import Trainer, TrainingDiverged
+from tests.agent.tiny_run import tiny_config
 
 pytestmark = [pytest.mark.filterwarnings("ignore::UserWarning"), pytest.mark.usefixtures("one_thread")]
-
-
-def tiny_config(tmp_path: Path, **overrides) -> TrainConfig:
-    """A few-second run: 2 questions x 2 rollouts, short turns, 2 held-out episodes."""
-    fields = dict(
-        algo="mapo",
-        steps=2,
-        sft_steps=1,
-        output_dir=str(tmp_path / "run"),
-        eval_episodes=2,
-        eval_every=0,
-        save_every=0,
-        progress_bar=False,
-        cpu=True,
-        env=EnvConfig(kwargs={"alignment": "lexical", "max_turns": 3}),
-        rollout=RolloutConfig(questions_per_step=2, group_size=2, max_new_tokens=24),
-        optim=OptimConfig(warmup_steps=0),
-    )
-    fields.update(overrides)
-    return TrainConfig(**fields)
 
 
 def test_a_callback_can_stop_the_run_early(tmp_path):

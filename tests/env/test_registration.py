@@ -1,8 +1,5 @@
 """Every registered id: Gymnasium's checker, seeded determinism, the oracle, spaces, no torch at import."""
 
-import subprocess
-import sys
-
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -10,6 +7,7 @@ from gymnasium.utils.env_checker import check_env, data_equivalence
 
 import mapo_env
 from mapo_env import ENV_IDS, Oracle
+from tests.import_check import assert_import_leaves_out
 
 FAST_IDS = [i for i in ENV_IDS if i != "MAPO-HRBench8K-v0"]
 
@@ -83,9 +81,7 @@ def test_tiles_view_hides_the_answer_and_crop_reveals_it():
 
 
 def test_importing_mapo_env_does_not_import_torch():
-    code = (
-        "import sys, mapo_env, mapo_env.envs, mapo_env.wrappers, mapo_env.alignment; "
-        "bad = [m for m in ('torch', 'transformers', 'sentence_transformers') if m in sys.modules]; "
-        "assert not bad, bad"
+    assert_import_leaves_out(
+        "mapo_env, mapo_env.envs, mapo_env.wrappers, mapo_env.alignment",
+        ("torch", "transformers", "sentence_transformers"),
     )
-    subprocess.run([sys.executable, "-c", code], check=True)

@@ -6,9 +6,6 @@ real TRL is ``tests/integrations/test_trl.py`` (``pytest -m trl``).
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
@@ -16,6 +13,7 @@ import torch
 from mapo_agent.algorithms.advantages import semantic_scores
 from mapo_env.errors import ConfigError, ResetNeeded
 from mapo_env.integrations import trl as mapo_trl
+from tests.import_check import assert_import_leaves_out
 
 ENV_ID = "MAPO-Tiles-v0"
 
@@ -38,12 +36,7 @@ def tool_turn(result):
 
 
 def test_import_pulls_in_no_ml_library():
-    code = (
-        "import sys, mapo_env.integrations.trl\n"
-        "bad = [m for m in ('torch', 'transformers', 'trl', 'datasets', 'mapo_agent') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_import_leaves_out("mapo_env.integrations.trl", ("torch", "transformers", "trl", "datasets", "mapo_agent"))
 
 
 def test_rows_reproduce_the_reset(factory, rows):

@@ -7,13 +7,12 @@ These run in the default suite; the tests with the real verl are ``tests/integra
 from __future__ import annotations
 
 import importlib.util
-import subprocess
-import sys
 
 import pytest
 
 from mapo_env.errors import ConfigError, DependencyNotInstalled
 from mapo_env.integrations import verl as mapo_verl
+from tests.import_check import assert_import_leaves_out
 
 ENV_ID = "MAPO-Tiles-v0"
 
@@ -24,12 +23,7 @@ def rows():
 
 
 def test_import_pulls_in_neither_verl_nor_torch():
-    code = (
-        "import sys, mapo_env.integrations.verl\n"
-        "bad = [m for m in ('torch', 'transformers', 'verl', 'ray', 'mapo_agent') if m in sys.modules]\n"
-        "assert not bad, bad\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    assert_import_leaves_out("mapo_env.integrations.verl", ("torch", "transformers", "verl", "ray", "mapo_agent"))
 
 
 @pytest.mark.skipif(importlib.util.find_spec("verl") is not None, reason="verl is installed")

@@ -21,6 +21,7 @@ from mapo_agent.algorithms.distillation import (
 from mapo_agent.types import ForwardRequest, LossNormalizer
 from mapo_env.errors import ConfigError
 from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectories
+from tests.agent.tiny_run import tiny_config
 
 MIXED = [[True, False, True], [False, True]]
 
@@ -172,24 +173,11 @@ def test_defaults_and_misuse():
 
 
 def test_two_trainer_steps_distil_the_bundled_agent_into_a_perturbed_student(tmp_path):
-    from mapo_agent.config import EnvConfig, OptimConfig, RolloutConfig, TrainConfig
     from mapo_agent.policy import HFPolicy
     from mapo_agent.trainer import Trainer
 
-    config = TrainConfig(
-        algo="va_opd",  # teacher_model None: the bundled (untrained) tiny agent, a perturbed copy is the student
-        steps=2,
-        sft_steps=0,
-        output_dir=str(tmp_path / "run"),
-        eval_episodes=2,
-        eval_every=0,
-        save_every=0,
-        progress_bar=False,
-        cpu=True,
-        env=EnvConfig(kwargs={"alignment": "lexical", "max_turns": 3}),
-        rollout=RolloutConfig(questions_per_step=2, group_size=2, max_new_tokens=24),
-        optim=OptimConfig(warmup_steps=0),
-    )
+    # teacher_model None: the bundled (untrained) tiny agent, a perturbed copy is the student
+    config = tiny_config(tmp_path, algo="va_opd", sft_steps=0)
     student = HFPolicy.from_pretrained(device="cpu", max_new_tokens=24)
     torch.manual_seed(0)
     with torch.no_grad():  # a student that differs from its teacher

@@ -15,6 +15,7 @@ from mapo_agent.types import ForwardOutput, ForwardRequest, TrainBatch, Trajecto
 from mapo_env.corruptions import SEEN_CORRUPTIONS
 from mapo_env.errors import ConfigError
 from tests.agent.algorithms.fake_policy import FakePolicy, make_batch_trajectories
+from tests.agent.tiny_run import tiny_config
 
 HALF, QUARTER, EIGHTH = math.log(0.5), math.log(0.25), math.log(0.125)
 # Two rows, tokens 1-2 generated. Clean log-probs log .5 everywhere; view 0 and view 1 differ per token.
@@ -183,24 +184,9 @@ def test_roma_composes_with_mapo_advantages_and_refuses_misuse():
 
 
 def test_two_trainer_steps_on_the_bundled_tiny_agent(tmp_path):
-    from mapo_agent.config import EnvConfig, OptimConfig, RolloutConfig, TrainConfig
     from mapo_agent.trainer import Trainer
 
-    config = TrainConfig(
-        algo="roma",
-        algo_kwargs={"num_views": 2, "consistency_coef": 0.02},
-        steps=2,
-        sft_steps=0,
-        output_dir=str(tmp_path / "run"),
-        eval_episodes=2,
-        eval_every=0,
-        save_every=0,
-        progress_bar=False,
-        cpu=True,
-        env=EnvConfig(kwargs={"alignment": "lexical", "max_turns": 3}),
-        rollout=RolloutConfig(questions_per_step=2, group_size=2, max_new_tokens=24),
-        optim=OptimConfig(warmup_steps=0),
-    )
+    config = tiny_config(tmp_path, algo="roma", algo_kwargs={"num_views": 2, "consistency_coef": 0.02}, sft_steps=0)
     trainer = Trainer(config)
     before = [p.detach().clone() for p in trainer.policy.trainable_parameters()]
     rows = [trainer._train_step(step) for step in range(2)]

@@ -92,14 +92,11 @@ class VisualCorruption(gym.Wrapper, gym.utils.RecordConstructorArgs):
     ) -> None:
         if not isinstance(env.unwrapped, ThinkWithImagesEnv):
             raise ConfigError(f"VisualCorruption wraps MAPO environments, got {type(env.unwrapped).__name__}")
-        names = _names(corruption)
-        severity = check_severity(severity)
-        check_choice("target", target, CORRUPTION_TARGETS)
-        spec_corruption = corruption if isinstance(corruption, str) else list(names)
-        gym.utils.RecordConstructorArgs.__init__(self, corruption=spec_corruption, severity=severity, target=target)
+        names, spec_kwargs = _checked_kwargs(corruption, severity, target)
+        gym.utils.RecordConstructorArgs.__init__(self, **spec_kwargs)
         super().__init__(env)
         self.corruptions: tuple[str, ...] = names
-        self.severity = severity
+        self.severity: int = spec_kwargs["severity"]
         self.target: CorruptionTarget = target
         self._rng: np.random.Generator | None = None
         self._name = names[0]
@@ -167,6 +164,15 @@ class VisualCorruption(gym.Wrapper, gym.utils.RecordConstructorArgs):
         }
 
 
+def _checked_kwargs(corruption: Any, severity: Any, target: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The corruption names and the wrapper's spec kwargs, once every argument is checked."""
+    names = _names(corruption)
+    severity = check_severity(severity)
+    check_choice("target", target, CORRUPTION_TARGETS)
+    spec_corruption = corruption if isinstance(corruption, str) else list(names)
+    return names, {"corruption": spec_corruption, "severity": severity, "target": target}
+
+
 def _names(corruption: Any) -> tuple[str, ...]:
     if isinstance(corruption, str):
         return resolve_corruptions(corruption)
@@ -194,19 +200,9 @@ def corrupted_spec(
         >>> type(env).__name__, env.severity
         ('VisualCorruption', 4)
     """
-    names = _names(corruption)
-    severity = check_severity(severity)
-    check_choice("target", target, CORRUPTION_TARGETS)
+    _, kwargs = _checked_kwargs(corruption, severity, target)
     spec = env_id if isinstance(env_id, EnvSpec) else gym.spec(env_id)
-    wrapper = WrapperSpec(
-        name="VisualCorruption",
-        entry_point=f"{__name__}:VisualCorruption",
-        kwargs={
-            "corruption": corruption if isinstance(corruption, str) else list(names),
-            "severity": severity,
-            "target": target,
-        },
-    )
+    wrapper = WrapperSpec(name="VisualCorruption", entry_point=f"{__name__}:VisualCorruption", kwargs=kwargs)
     return dataclasses.replace(spec, additional_wrappers=(*spec.additional_wrappers, wrapper))
 
 

@@ -295,13 +295,10 @@ class OPD(Algorithm):
             out = teacher.forward(teacher_batch, ForwardRequest(log_distributions=True, loss_positions_only=True))
         count = int((batch.loss_mask > 0).sum())
         full = out.log_distributions[:count]
-        degraded_logprobs = out.logprobs[rows:] if degraded else None
-        if degraded:
-            visual = visual_advantage(
-                out.logprobs[:rows], degraded_logprobs, teacher_batch.loss_mask[:rows].to(out.logprobs.device)
-            )
-            return full, visual
-        return full, None
+        if not degraded:
+            return full, None
+        mask = teacher_batch.loss_mask[:rows].to(out.logprobs.device)
+        return full, visual_advantage(out.logprobs[:rows], out.logprobs[rows:], mask)
 
     def loss(self, policy: TrainablePolicy, batch: TrainBatch) -> tuple[torch.Tensor, dict[str, float]]:
         """Σ over prompts of the weighted per-rollout KL, divided by the minibatch's prompts (module docstring)."""
@@ -329,7 +326,7 @@ class OPD(Algorithm):
         prompts = (
             batch.normalizer.get("prompts")
             if batch.normalizer is not None
-            else float(len(torch.unique(batch.group_ids)))
+            else self.loss_counts(policy, batch)["prompts"]
         )
         distill = (weights.detach() * per_rollout).sum() / max(prompts, 1.0)
         loss = cfg.kl_coef * distill

@@ -128,7 +128,12 @@ def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, a
         eval_every=args.eval_every,
         output_dir=str(run_dir),
         model=replace(base.model, name_or_path=str(init)),
-        rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
+        rollout=replace(
+            base.rollout,
+            questions_per_step=args.questions_per_step,
+            group_size=args.group_size,
+            temperature=args.temperature,
+        ),
         optim=replace(base.optim, lr=args.lr, warmup_steps=args.warmup_steps),
     )
     return {
@@ -339,6 +344,12 @@ def main() -> None:
         type=float,
         default=1e-4,
         help="peak RL learning rate, the same for every method (2e-4 collapsed a pilot)",
+    )
+    parser.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        help="rollout sampling temperature, the same for every method (log-probs use it too)",
     )
     parser.add_argument("--warmup-steps", type=int, default=3, help="RL warm-up steps (short runs: a short warm-up)")
     parser.add_argument("--eval-episodes", type=int, default=200)

@@ -49,6 +49,17 @@ table: each condition's accuracy with its 95% CI and its difference from clean (
 questions), and the mean over the seen and the unseen corruptions. The seen set (gaussian_noise,
 gaussian_blur, jpeg, low_resolution, contrast) may be used in training; the unseen set (motion_blur,
 defocus_blur, pixelate, salt_and_pepper, brightness, fog) is for evaluation only.
+
+Served models: --endpoint URL --model NAME evaluates the model an OpenAI-compatible server (vLLM,
+SGLang, a hosted API) serves under NAME, with the same protocol and report. Each turn sends the
+episode's dialogue with its images as PNG data URLs at the environment's resolution; the reply's text
+goes to the environment, whose --dialect parses it (with --dialect openai the zoom tool also travels
+as tools=). The key is read from the variable --api-key-env names (default OPENAI_API_KEY; unset:
+no key). --concurrency requests are in flight at once; a request that fails (connection, timeout,
+HTTP 408/429/5xx, a malformed body) is tried again --retries times with exponential backoff;
+--max-requests caps the requests sent. A server that cannot be reached, refuses images, answers
+garbage or exhausts the budget stops the evaluation with a one-line error; the finished episodes are
+written (<stem>.episodes.jsonl gets each as it finishes) and the report is marked INCOMPLETE.
 """
 
 EPILOG = """\
@@ -62,10 +73,16 @@ examples:
   mapo-eval --model path/to/mini-o3 --env MAPO-VStar-v0 --dialect mini_o3   # a checkpoint in its own tool dialect
   mapo-eval --model runs/mapo-tiles/final --corruption jpeg --severity 5 --stem eval-jpeg5     # clean vs JPEG
   mapo-eval --model runs/mapo-tiles/final --corruption all --stem eval-robust  # clean, 5 seen, 6 unseen corruptions
+  mapo-eval --endpoint http://127.0.0.1:8000/v1 --model Qwen/Qwen2.5-VL-7B-Instruct --env MAPO-VStar-v0 \\
+            --data-dir path/to/vstar_bench --dialect qwen25vl --concurrency 16        # a served model
+  mapo-eval --endpoint https://api.example.com/v1 --model NAME --api-key-env MY_KEY --dialect openai \\
+            --max-requests 2000                                                       # a hosted API, capped
 """
 
 REPORT_SUFFIXES = (".json", ".md")
 """The files one evaluation writes: ``<stem>.json`` and ``<stem>.md``."""
+EPISODES_SUFFIX = ".episodes.jsonl"
+"""With --endpoint, also ``<stem>.episodes.jsonl``: one line per episode, written as it finishes."""
 
 
 @dataclass
@@ -118,6 +135,19 @@ class EvalConfig:
     """Severity of the corruptions (1 = mild ... 5 = severe)."""
     corruption_target: str = "all"
     """Which images are corrupted: all (the full view and every crop), view, or crops."""
+    endpoint: str | None = None
+    """OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1): evaluate the model it serves as --model NAME."""
+    api_key_env: str | None = None
+    """With --endpoint: the environment variable holding the API key (must be set if given); None = OPENAI_API_KEY
+    when set, else no key."""
+    concurrency: int = 8
+    """With --endpoint: requests in flight at once."""
+    timeout: float = 120.0
+    """With --endpoint: seconds one request may take."""
+    retries: int = 3
+    """With --endpoint: extra tries of a failed request (exponential backoff from 1 s)."""
+    max_requests: int | None = None
+    """With --endpoint: the most HTTP requests to send, retries included (None = no budget)."""
 
     def __post_init__(self) -> None:
         for name in ("num_questions", "k", "max_new_tokens"):
@@ -133,6 +163,8 @@ class EvalConfig:
         if not math.isfinite(self.temperature) or self.temperature < 0:
             raise ConfigError(f"--temperature must be a finite number >= 0 (0 = greedy), got {self.temperature!r}")
         _check_stem(self.stem)
+        if self.endpoint is not None:
+            self._check_endpoint()
         if self.dialect is not None:
             from mapo_env.dialects import get_dialect
 
@@ -151,6 +183,30 @@ class EvalConfig:
                     f"--corruption-target must be one of {', '.join(CORRUPTION_TARGETS)}, "
                     f"got {self.corruption_target!r}"
                 )
+
+    def _check_endpoint(self) -> None:
+        from mapo_agent.endpoint import check_settings, check_url
+
+        self.endpoint = check_url(self.endpoint)  # type: ignore[arg-type]
+        check_settings(
+            timeout=self.timeout, retries=self.retries, max_requests=self.max_requests, concurrency=self.concurrency
+        )
+        if not self.model:
+            raise ConfigError("--endpoint needs --model NAME: the model name the endpoint serves")
+        if self.oracle:
+            raise ConfigError("--endpoint and --oracle exclude each other (the oracle needs no model)")
+
+
+def endpoint_api_key(config: EvalConfig) -> str:
+    """The API key from the variable ``--api-key-env`` names (a :class:`ConfigError` if it is unset)."""
+    import os
+
+    if config.api_key_env is None:
+        return os.environ.get("OPENAI_API_KEY") or "EMPTY"
+    key = os.environ.get(config.api_key_env)
+    if not key:
+        raise ConfigError(f"--api-key-env {config.api_key_env}: that environment variable is unset or empty")
+    return key
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
@@ -218,7 +274,13 @@ def preflight(config: EvalConfig) -> tuple[list[int], dict[str, Any]]:
 
     Returns the questions to evaluate and the ``gym.make`` kwargs. Raises a :class:`MapoError`.
     """
-    env_kwargs = {**training_env_kwargs(config.model, config.env), **config.env_kwargs}
+    if config.endpoint is not None:
+        from mapo_agent.endpoint import require_openai
+
+        require_openai()
+        endpoint_api_key(config)
+    trained = {} if config.endpoint is not None else training_env_kwargs(config.model, config.env)
+    env_kwargs = {**trained, **config.env_kwargs}
     if config.dialect is not None:
         env_kwargs["dialect"] = config.dialect
     if config.data_dir is not None:
@@ -230,12 +292,12 @@ def preflight(config: EvalConfig) -> tuple[list[int], dict[str, Any]]:
         raise ConfigError(
             f"--question-offset {config.question_offset} is past the last of {config.env}'s {size} questions"
         )
-    checks.check_model(config.model)
+    if config.endpoint is None:
+        checks.check_model(config.model)
     checks.check_output_dir(config.output_dir)
     if not config.overwrite:
-        checks.refuse_overwrite(
-            config.output_dir, [config.stem + s for s in REPORT_SUFFIXES], " (or pass another --stem)"
-        )
+        suffixes = REPORT_SUFFIXES + ((EPISODES_SUFFIX,) if config.endpoint is not None else ())
+        checks.refuse_overwrite(config.output_dir, [config.stem + s for s in suffixes], " (or pass another --stem)")
     from mapo_agent.evaluation import select_questions  # imports torch: after the cheap checks
 
     questions = select_questions(
@@ -251,6 +313,8 @@ def run(config: EvalConfig, questions: list[int] | None = None, env_kwargs: dict
 
     if questions is None or env_kwargs is None:
         questions, env_kwargs = preflight(config)
+    if config.endpoint is not None:
+        return _run_endpoint(config, questions, env_kwargs)
     with checks.model_loading("--model", config.model):
         policy = HFPolicy.from_pretrained(
             config.model,
@@ -287,6 +351,88 @@ def run(config: EvalConfig, questions: list[int] | None = None, env_kwargs: dict
             raise
     _describe(report, config, questions)
     return report
+
+
+def _run_endpoint(config: EvalConfig, questions: list[int], env_kwargs: dict[str, Any]) -> EvalReport:
+    """Evaluate the model served at ``--endpoint`` (see the Served models paragraph of ``--help``)."""
+    import gymnasium as gym
+
+    from mapo_agent.endpoint import EndpointClient, EndpointPolicy, dialect_tools
+    from mapo_agent.evaluation import EvaluationInterrupted, evaluate, evaluate_robustness
+
+    assert config.endpoint is not None and config.model is not None
+    client = EndpointClient(
+        config.endpoint,
+        config.model,
+        api_key=endpoint_api_key(config),
+        timeout=config.timeout,
+        retries=config.retries,
+        max_requests=config.max_requests,
+    )
+    served = client.served_models()  # unreachable: a named error before any episode
+    if served is not None and config.model not in served:
+        raise ConfigError(f"{config.endpoint} does not serve {config.model!r}; it serves {served}")
+    env = gym.make(config.env, **env_kwargs)
+    tools = dialect_tools(env)
+    env.close()
+    episodes = Path(config.output_dir) / (config.stem + EPISODES_SUFFIX)
+    episodes.unlink(missing_ok=True)  # refused above unless --overwrite
+    policy = EndpointPolicy(
+        client,
+        concurrency=config.concurrency,
+        temperature=config.temperature if config.temperature > 0 else 1.0,
+        max_new_tokens=config.max_new_tokens,
+        seed=config.seed,
+        tools=tools,
+        episodes_path=episodes,
+    )
+    protocol = {
+        "questions": questions,
+        "k": config.k,
+        "generate_kwargs": {"do_sample": config.temperature > 0},
+        "seed": config.seed,
+        "batch_questions": config.concurrency,  # finished episodes are written every round of requests
+        "keep_partial": True,
+    }
+    try:
+        if config.corruption is None:
+            report = evaluate(policy, config.env, env_kwargs, **protocol)
+        else:
+            report = evaluate_robustness(
+                policy,
+                config.env,
+                env_kwargs,
+                corruptions=config.corruption,
+                severity=config.severity,
+                corruption_target=config.corruption_target,
+                **protocol,
+            )
+    except EvaluationInterrupted as stopped:
+        _describe_endpoint(stopped.report, config, questions, client)
+        raise
+    finally:
+        policy.close()
+    _describe_endpoint(report, config, questions, client)
+    return report
+
+
+def _describe_endpoint(report: EvalReport, config: EvalConfig, questions: list[int], client: Any) -> None:
+    _describe(report, config, questions)
+    episodes = report.trajectories
+    if episodes:  # no token ids from an endpoint: its usage counts instead
+        report.metrics["eval/response_tokens"] = sum(t.info.get("completion_tokens", 0) for t in episodes) / len(
+            episodes
+        )
+    report.metrics["eval/endpoint_requests"] = float(client.requests)
+    report.metrics["eval/endpoint_retries"] = float(client.retried)
+    report.settings["endpoint"] = {
+        "url": config.endpoint,
+        "served_model": config.model,
+        "concurrency": config.concurrency,
+        "timeout_s": config.timeout,
+        "retries": config.retries,
+        "max_requests": config.max_requests,
+    }
 
 
 def _describe(report: EvalReport, config: EvalConfig, questions: list[int]) -> None:

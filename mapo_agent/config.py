@@ -65,6 +65,9 @@ class RolloutConfig:
     max_concurrent_questions: int | None = None
     """Memory bound of rollouts and evaluation: questions played at once (each live episode holds its
     full-resolution scene); None = the env's default (32; 4 on MAPO-HRBench8K-v0)."""
+    backend: Literal["hf", "vllm"] = "hf"
+    """Sampling engine of the rollouts: hf (transformers generate on the trained model) or vllm (a colocated vLLM
+    engine, weights pushed after every optimizer step; needs vLLM and temperature 1.0; see docs/engines.md)."""
 
 
 @dataclass

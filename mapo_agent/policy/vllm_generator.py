@@ -63,7 +63,7 @@ class VLLMGenerator:
         image_token_id: The ``<|image_pad|>`` id (placeholder runs are collapsed before the engine sees them).
         dtype: The engine's dtype (``"float32"`` to match a CPU policy exactly).
         seed: The engine's sampling seed.
-        max_model_len: Longest sequence the engine accepts (prompt and generated turn).
+        max_model_len: Longest sequence the engine accepts (prompt and generated turn); None = the model's.
         mm_processor_kwargs: The policy processor's image settings (``min_pixels``, ``max_pixels``).
         engine_kwargs: More ``vllm.LLM`` arguments (e.g. ``gpu_memory_utilization`` on a GPU).
     """
@@ -76,7 +76,7 @@ class VLLMGenerator:
         image_token_id: int,
         dtype: str = "auto",
         seed: int = 0,
-        max_model_len: int = 8192,
+        max_model_len: int | None = None,
         mm_processor_kwargs: dict[str, Any] | None = None,
         engine_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -88,10 +88,10 @@ class VLLMGenerator:
             model=str(model_path),
             dtype=dtype,
             seed=seed,
-            max_model_len=max_model_len,
             enforce_eager=True,
             logprobs_mode="raw_logprobs",
             mm_processor_kwargs=mm_processor_kwargs or None,
+            **({} if max_model_len is None else {"max_model_len": max_model_len}),
             **(engine_kwargs or {}),
         )
         self.syncs = 0
@@ -104,9 +104,18 @@ class VLLMGenerator:
 
         ``model_path`` None = the bundled tiny agent. The dtype defaults to the policy's, the image sizes
         to its processor's; the trained model is followed (weights pushed after every update).
+
+        Raises:
+            ConfigError: The policy samples at a temperature other than 1 (checked before the engine loads).
+            DependencyNotInstalled: vLLM is not installed.
         """
         from mapo_agent.policy.tiny import bundled_model_path
 
+        if policy.temperature != 1.0:
+            raise ConfigError(
+                f"the vllm rollout backend returns log-probs at temperature 1 only, the policy samples at "
+                f"{policy.temperature}; use rollout.temperature=1.0 or rollout.backend=hf"
+            )
         path = str(bundled_model_path() if model_path is None else model_path)
         dtype = next(p for p in policy.model.parameters() if p.is_floating_point()).dtype
         sizes = policy.processor.image_processor.size

@@ -5,12 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from mapo_env.core import ThinkWithImagesEnv
-from mapo_env.envs.common import Split, choose_dataset
+from mapo_env.envs.common import BenchmarkEnv
 from mapo_env.errors import ConfigError
 
 
-class HRBenchEnv(ThinkWithImagesEnv):
+class HRBenchEnv(BenchmarkEnv):
     """HR-Bench: single- and cross-instance multiple-choice questions on 4K (3840x2160) or 8K images.
 
     ## Description
@@ -53,38 +52,15 @@ class HRBenchEnv(ThinkWithImagesEnv):
     - v0: initial release.
     """
 
+    loader = "mapo_env.data.hrbench:load_hrbench"
+    generator = "mapo_env.data.procedural:HRBenchSceneGenerator"
+    loader_args = generator_args = ("resolution",)
+
     def __init__(
-        self,
-        resolution: Literal["4k", "8k"] = "4k",
-        data_dir: str | Path | None = None,
-        *,
-        split: Split = "train",
-        num_samples: int = 100_000,
-        dataset_seed: int = 0,
-        generator_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, resolution: Literal["4k", "8k"] = "4k", data_dir: str | Path | None = None, **kwargs: Any
     ) -> None:
         if resolution not in ("4k", "8k"):
             raise ConfigError(f"resolution must be '4k' or '8k', got {resolution!r}")
         self.resolution = resolution
-
-        def load_real(path: Path):
-            from mapo_env.data.hrbench import load_hrbench
-
-            return load_hrbench(path, resolution=resolution)
-
-        def make_generator():
-            from mapo_env.data.procedural import HRBenchSceneGenerator
-
-            return HRBenchSceneGenerator(resolution=resolution, **(generator_kwargs or {}))
-
-        dataset = choose_dataset(
-            data_dir,
-            load_real,
-            make_generator,
-            split=split,
-            num_samples=num_samples,
-            dataset_seed=dataset_seed,
-            cache_size=2 if resolution == "8k" else 8,
-        )
-        super().__init__(dataset, **kwargs)
+        self.cache_size = 2 if resolution == "8k" else 8  # an 8K scene is 100 MB
+        super().__init__(data_dir, **kwargs)

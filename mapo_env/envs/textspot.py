@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mapo_env.core import ThinkWithImagesEnv
-from mapo_env.envs.common import Split, choose_dataset
+from mapo_env.envs.common import BenchmarkEnv
 
 
-class TextSpotEnv(ThinkWithImagesEnv):
+class TextSpotEnv(BenchmarkEnv):
     """Text spotting: what is written on a small sign, plate or label somewhere in a large image.
 
     ## Description
@@ -50,28 +49,12 @@ class TextSpotEnv(ThinkWithImagesEnv):
     - v0: initial release.
     """
 
+    loader = "mapo_env.data.mme_realworld:load_mme_realworld"
+    loader_args = ("image_root",)
+    generator = "mapo_env.data.procedural:TextSpotSceneGenerator"
+
     def __init__(
-        self,
-        data_dir: str | Path | None = None,
-        *,
-        image_root: str | Path | None = None,
-        split: Split = "train",
-        num_samples: int = 100_000,
-        dataset_seed: int = 0,
-        generator_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, data_dir: str | Path | None = None, *, image_root: str | Path | None = None, **kwargs: Any
     ) -> None:
-        def load_real(path: Path):
-            from mapo_env.data.mme_realworld import load_mme_realworld
-
-            return load_mme_realworld(path, image_root=image_root)
-
-        def make_generator():
-            from mapo_env.data.procedural import TextSpotSceneGenerator
-
-            return TextSpotSceneGenerator(**(generator_kwargs or {}))
-
-        dataset = choose_dataset(
-            data_dir, load_real, make_generator, split=split, num_samples=num_samples, dataset_seed=dataset_seed
-        )
-        super().__init__(dataset, **kwargs)
+        self.image_root = image_root
+        super().__init__(data_dir, **kwargs)

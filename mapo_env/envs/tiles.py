@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from mapo_env.core import ThinkWithImagesEnv
-from mapo_env.envs.common import Split, choose_dataset
-from mapo_env.errors import ConfigError
+from mapo_env.envs.common import BenchmarkEnv
 
 TILES_SYSTEM_PROMPT = "Zoom on the tile, then answer."
 """Minimal on purpose: every prompt token costs a tiny CPU model compute, and the bundled agent learns the
@@ -20,7 +19,7 @@ absolute position, as a map's grid does: Qwen2.5-VL's vision tower has rotary po
 """
 
 
-class TilesEnv(ThinkWithImagesEnv):
+class TilesEnv(BenchmarkEnv):
     """Coloured tiles with fine patterns that only a zoom can resolve.
 
     ## Description
@@ -76,39 +75,22 @@ class TilesEnv(ThinkWithImagesEnv):
       bundled agent's recipe, ``docs/learning.md``).
     """
 
-    def __init__(
-        self,
-        data_dir: None = None,
-        *,
-        split: Split = "train",
-        num_samples: int = 1_000_000,
-        dataset_seed: int = 0,
-        generator_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if data_dir is not None:
-            raise ConfigError("MAPO-Tiles-v0 is procedural only; it takes no data_dir")
+    env_name = "MAPO-Tiles-v0"
+    generator = "mapo_env.data.procedural:TilesSceneGenerator"
+    generator_defaults = TILES_GENERATOR_DEFAULTS
 
-        knobs = {**TILES_GENERATOR_DEFAULTS, **(generator_kwargs or {})}
+    def __init__(self, data_dir: None = None, *, num_samples: int = 1_000_000, **kwargs: Any) -> None:
+        super().__init__(data_dir, num_samples=num_samples, **kwargs)
 
-        def make_generator():
-            from mapo_env.data.procedural import TilesSceneGenerator
-
-            return TilesSceneGenerator(**knobs)
-
-        canvas = knobs.get("canvas", 224)
-        shown = (canvas // 2) ** 2
-        for key, value in (
-            ("max_pixels", shown),
-            ("min_pixels", shown),
-            ("crop_max_pixels", shown),
-            ("crop_min_pixels", shown),
-            ("max_turns", 4),
-            ("system_prompt", TILES_SYSTEM_PROMPT),
-            ("shuffle_options", False),
-        ):
-            kwargs.setdefault(key, value)
-        dataset = choose_dataset(
-            None, lambda path: None, make_generator, split=split, num_samples=num_samples, dataset_seed=dataset_seed
-        )
-        super().__init__(dataset, **kwargs)
+    def default_kwargs(self, generator_kwargs: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Every image shown at half the canvas side, 4 turns, the short prompt, options in a fixed order."""
+        shown = (self.generator_knobs(generator_kwargs).get("canvas", 224) // 2) ** 2
+        return {
+            "max_pixels": shown,
+            "min_pixels": shown,
+            "crop_max_pixels": shown,
+            "crop_min_pixels": shown,
+            "max_turns": 4,
+            "system_prompt": TILES_SYSTEM_PROMPT,
+            "shuffle_options": False,
+        }

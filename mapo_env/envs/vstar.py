@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from mapo_env.core import ThinkWithImagesEnv
-from mapo_env.envs.common import Split, choose_dataset
+from mapo_env.envs.common import BenchmarkEnv
 
 
-class VStarEnv(ThinkWithImagesEnv):
+class VStarEnv(BenchmarkEnv):
     """V* Bench: attribute and relative-position questions whose targets are tiny in a large image.
 
     ## Description
@@ -58,28 +57,12 @@ class VStarEnv(ThinkWithImagesEnv):
     - v0: initial release.
     """
 
+    loader = "mapo_env.data.vstar:load_vstar"
+    loader_args = ("categories",)
+    generator = "mapo_env.data.procedural:VStarSceneGenerator"
+
     def __init__(
-        self,
-        data_dir: str | Path | None = None,
-        *,
-        categories: list[str] | None = None,
-        split: Split = "train",
-        num_samples: int = 100_000,
-        dataset_seed: int = 0,
-        generator_kwargs: dict[str, Any] | None = None,
-        **kwargs: Any,
+        self, data_dir: str | Path | None = None, *, categories: list[str] | None = None, **kwargs: Any
     ) -> None:
-        def load_real(path: Path):
-            from mapo_env.data.vstar import load_vstar
-
-            return load_vstar(path, categories=categories)
-
-        def make_generator():
-            from mapo_env.data.procedural import VStarSceneGenerator
-
-            return VStarSceneGenerator(**(generator_kwargs or {}))
-
-        dataset = choose_dataset(
-            data_dir, load_real, make_generator, split=split, num_samples=num_samples, dataset_seed=dataset_seed
-        )
-        super().__init__(dataset, **kwargs)
+        self.categories = categories
+        super().__init__(data_dir, **kwargs)

@@ -7,6 +7,8 @@ from gymnasium.utils.env_checker import check_env, data_equivalence
 
 import mapo_env
 from mapo_env import ENV_IDS, Oracle
+from mapo_env.envs import BenchmarkEnv
+from mapo_env.errors import ConfigError
 from tests.import_check import assert_import_leaves_out
 
 FAST_IDS = [i for i in ENV_IDS if i != "MAPO-HRBench8K-v0"]
@@ -15,6 +17,15 @@ FAST_IDS = [i for i in ENV_IDS if i != "MAPO-HRBench8K-v0"]
 def test_every_mapo_id_is_registered_and_listed():
     registered = sorted(i for i in gym.registry if i.startswith("MAPO-"))
     assert registered == sorted(ENV_IDS)
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_every_id_is_built_by_the_shared_constructor(env_id):
+    env = gym.make(env_id, alignment=None, num_samples=2)
+    assert isinstance(env.unwrapped, BenchmarkEnv) and len(env.unwrapped.dataset) == 2
+    procedural_only = type(env.unwrapped).loader is None
+    with pytest.raises(ConfigError, match="procedural only" if procedural_only else "data_dir must be a path"):
+        gym.make(env_id, alignment=None, data_dir=3)
 
 
 @pytest.mark.parametrize("env_id", ENV_IDS)

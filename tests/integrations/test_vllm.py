@@ -15,7 +15,8 @@ process) against :class:`~mapo_agent.policy.generation.HFGenerator` on the same 
 and a second turn after a zoom, two images): the same greedy tokens, log-probs within
 ``GENERATOR_TOLERANCE``; after one optimizer step (full weights, and LoRA merged) the engine is synced
 and they still agree, on outputs that the step changed. Sampled turns: the engine's log-probs equal the
-training forward's on the same tokens.
+training forward's on the same tokens. Last, two MAPO steps of the real trainer with the engine as the
+rollout generator.
 """
 
 from __future__ import annotations
@@ -289,3 +290,29 @@ def test_generator_follows_lora_merged_weights():
     assert any(a.logprobs != b.logprobs for a, b in zip(before, after))
     _assert_same(after, generator.generate(requests, params))
     assert not any("lora" in name for name, _ in _engine_weights(policy.model))
+
+
+def test_a_short_mapo_run_samples_with_the_vllm_generator(tmp_path):
+    """Two MAPO steps whose rollouts come from the colocated engine, synced after each optimizer step."""
+    import math
+
+    import torch
+
+    from mapo_agent.config import RolloutConfig
+    from mapo_agent.policy import HFPolicy
+    from mapo_agent.policy.vllm_generator import VLLMGenerator
+    from mapo_agent.trainer import Trainer
+    from tests.agent.tiny_run import tiny_config
+
+    torch.manual_seed(0)
+    policy = HFPolicy.from_pretrained(None, device="cpu", dtype="float32", max_new_tokens=24)
+    generator = policy.generator = VLLMGenerator.for_policy(policy, None)
+    rollout = RolloutConfig(questions_per_step=2, group_size=2, max_new_tokens=24)
+    config = tiny_config(tmp_path, steps=2, sft_steps=0, threads=1, rollout=rollout)
+    trainer = Trainer(config, policy=policy)
+    summary = trainer.train()
+    assert summary["steps"] == 2 and trainer.policy.generator is generator
+    assert generator.syncs >= 1  # the rollout of step 2 (and the final evaluation) sampled the updated weights
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert any(r.get("rollout/episodes") == 4 for r in rows)
+    assert all(math.isfinite(r["train/loss"]) for r in rows if "train/loss" in r)

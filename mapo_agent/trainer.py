@@ -106,6 +106,10 @@ class Trainer:
             max_new_tokens=config.rollout.max_new_tokens,
         )
         self.policy.max_tokens_per_generation = config.rollout.max_tokens_per_generation
+        if config.rollout.backend == "vllm":  # a colocated engine that follows the trained weights
+            from mapo_agent.policy.vllm_generator import VLLMGenerator
+
+            self.policy.generator = VLLMGenerator.for_policy(self.policy, config.model.name_or_path)
         optim = config.optim
         self.optimizer = torch.optim.AdamW(
             self.policy.trainable_parameters(), lr=optim.lr, betas=optim.betas, weight_decay=optim.weight_decay

@@ -387,7 +387,8 @@ class HFPolicy:
                     pixel_values, inputs["image_grid_thw"], request.patch_mask, self._black_pixel()
                 )
             inputs["pixel_values"] = pixel_values.to(self.dtype)
-        keep = _predicting_positions(batch.loss_mask) if request.loss_positions_only else None
+        only_loss = request.loss_positions_only and _logits_index_supported()
+        keep = _predicting_positions(batch.loss_mask) if only_loss else None
         if keep is not None:
             inputs["logits_to_keep"] = keep
         if request.log_distributions and bool(batch.loss_mask[:, 0].any()):
@@ -556,6 +557,18 @@ class HFPolicy:
                 )
         inputs.update(pixel_values=encoded.pixel_values, image_grid_thw=encoded.image_grid_thw)
         return inputs
+
+
+def _logits_index_supported() -> bool:
+    """Whether this transformers' Qwen2-VL forward takes a 1-D tensor of positions as ``logits_to_keep``.
+
+    Releases before 5.20 fail on it (an ``IndexError`` in the model's forward); there the hint is
+    ignored and every position's logits are computed (same values, more memory).
+    """
+    import transformers
+
+    major, minor = (int(part) for part in transformers.__version__.split(".")[:2])
+    return (major, minor) >= (5, 20)
 
 
 def _predicting_positions(loss_mask: torch.Tensor) -> torch.Tensor:

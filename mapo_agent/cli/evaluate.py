@@ -308,7 +308,7 @@ def preflight(config: EvalConfig) -> tuple[list[int], dict[str, Any]]:
 
 def run(config: EvalConfig, questions: list[int] | None = None, env_kwargs: dict[str, Any] | None = None):
     """Build the policy and evaluate ``questions`` (default: :func:`preflight`'s) as ``config`` says."""
-    from mapo_agent.evaluation import evaluate
+    from mapo_agent.evaluation import EvaluationInterrupted
     from mapo_agent.policy import HFPolicy
 
     if questions is None or env_kwargs is None:
@@ -331,26 +331,30 @@ def run(config: EvalConfig, questions: list[int] | None = None, env_kwargs: dict
         "seed": config.seed,
         "keep_partial": True,
     }
-    if config.corruption is None:
-        report = evaluate(policy, config.env, env_kwargs, **protocol)
-    else:
-        from mapo_agent.evaluation import EvaluationInterrupted, evaluate_robustness
-
-        try:
-            report = evaluate_robustness(
-                policy,
-                config.env,
-                env_kwargs,
-                corruptions=config.corruption,
-                severity=config.severity,
-                corruption_target=config.corruption_target,
-                **protocol,
-            )
-        except EvaluationInterrupted as stopped:
-            _describe(stopped.report, config, questions)
-            raise
+    try:
+        report = _evaluate_protocol(policy, config, env_kwargs, protocol)
+    except EvaluationInterrupted as stopped:
+        _describe(stopped.report, config, questions)
+        raise
     _describe(report, config, questions)
     return report
+
+
+def _evaluate_protocol(policy: Any, config: EvalConfig, env_kwargs: dict[str, Any], protocol: dict) -> EvalReport:
+    """Clean evaluation, or clean plus every ``--corruption`` on the same questions (a robustness report)."""
+    from mapo_agent.evaluation import evaluate, evaluate_robustness
+
+    if config.corruption is None:
+        return evaluate(policy, config.env, env_kwargs, **protocol)
+    return evaluate_robustness(
+        policy,
+        config.env,
+        env_kwargs,
+        corruptions=config.corruption,
+        severity=config.severity,
+        corruption_target=config.corruption_target,
+        **protocol,
+    )
 
 
 def _run_endpoint(config: EvalConfig, questions: list[int], env_kwargs: dict[str, Any]) -> EvalReport:
@@ -358,7 +362,7 @@ def _run_endpoint(config: EvalConfig, questions: list[int], env_kwargs: dict[str
     import gymnasium as gym
 
     from mapo_agent.endpoint import EndpointClient, EndpointPolicy, dialect_tools
-    from mapo_agent.evaluation import EvaluationInterrupted, evaluate, evaluate_robustness
+    from mapo_agent.evaluation import EvaluationInterrupted
 
     assert config.endpoint is not None and config.model is not None
     client = EndpointClient(
@@ -395,18 +399,7 @@ def _run_endpoint(config: EvalConfig, questions: list[int], env_kwargs: dict[str
         "keep_partial": True,
     }
     try:
-        if config.corruption is None:
-            report = evaluate(policy, config.env, env_kwargs, **protocol)
-        else:
-            report = evaluate_robustness(
-                policy,
-                config.env,
-                env_kwargs,
-                corruptions=config.corruption,
-                severity=config.severity,
-                corruption_target=config.corruption_target,
-                **protocol,
-            )
+        report = _evaluate_protocol(policy, config, env_kwargs, protocol)
     except EvaluationInterrupted as stopped:
         _describe_endpoint(stopped.report, config, questions, client)
         raise

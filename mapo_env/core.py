@@ -630,7 +630,10 @@ class ThinkWithImagesEnv(gym.Env[dict, str]):
         crop = self._crop(ep, box)
         ep.images.append(crop)
         ep.fresh_images.add(len(ep.images) - 1)
-        ep.frames.append(ImageFrame(box.bbox, (crop.shape[1], crop.shape[0])))
+        # what the new image shows: the box, or (ablation) the whole image again, so that scorers reading
+        # regions and nested zooms into it see what the model saw; target_iou still judges the box asked for
+        shown = box.bbox if self.zoom_enabled else (0.0, 0.0, float(ep.image.shape[1]), float(ep.image.shape[0]))
+        ep.frames.append(ImageFrame(shown, (crop.shape[1], crop.shape[0])))
         ep.crop_boxes.append(box)
         if self.zoom_enabled:
             ep.num_tool_calls += 1

@@ -77,3 +77,22 @@ def test_a_disabled_call_still_spends_the_budget() -> None:
     env.step(zoom)
     _, _, _, _, info = env.step(zoom)
     assert info["tool_error"] == "tool_budget_exceeded" and info["num_disabled_tool_calls"] == 1
+
+
+@pytest.mark.parametrize("env_id", ["MAPO-Tiles-v0", "MAPO-VStar-v0"])
+def test_a_disabled_zoom_is_scored_as_the_full_view_it_returned(env_id: str) -> None:
+    """Region-reading scorers judge what the model saw (the whole image), target_iou the box it asked for."""
+    results = {}
+    for enabled in (True, False):
+        env = gym.make(env_id, alignment="annotation", zoom_enabled=enabled)
+        obs, _ = env.reset(seed=3)
+        obs, _, _, _, info = env.step(Oracle(env).act(obs))
+        base = env.unwrapped
+        results[enabled] = (info["alignment"], info["target_iou"])
+        if not enabled:
+            visible = {obj.name for obj, fraction in base.objects_in(1) if fraction == 1.0}
+            assert visible == {obj.name for obj in base.current_sample.objects}  # the whole scene is in view
+        env.close()
+    (on_score, on_iou), (off_score, off_iou) = results[True], results[False]
+    assert off_iou == pytest.approx(on_iou)  # it still pointed at the target
+    assert off_score < on_score  # but its label is judged against the full view it got back

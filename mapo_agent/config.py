@@ -214,6 +214,11 @@ class TrainConfig:
             raise ConfigError(
                 f"need temperature > 0 and 0 < top_p <= 1, got {self.rollout.temperature}, {self.rollout.top_p}"
             )
+        if self.rollout.backend == "vllm" and self.rollout.temperature != 1.0:
+            raise ConfigError(
+                f"the vllm rollout backend returns log-probs at temperature 1 only, got rollout.temperature="
+                f"{self.rollout.temperature}; use rollout.temperature=1.0 or rollout.backend=hf"
+            )
 
     def resolved(self) -> TrainConfig:
         """A copy with every model- and env-dependent default filled in (what a run uses and saves).

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
@@ -559,6 +560,7 @@ class HFPolicy:
         return inputs
 
 
+@functools.cache
 def _logits_index_supported() -> bool:
     """Whether this transformers' Qwen2-VL forward takes a 1-D tensor of positions as ``logits_to_keep``.
 

@@ -80,3 +80,9 @@ def test_valid_algorithm_options_build():
         algo="dapo", algo_kwargs={"clip_high": 1, "dynamic_sampling_max_rounds": 3, "dual_clip": None}
     )
     assert config.algo_kwargs["clip_high"] == 1
+
+
+def test_the_vllm_backend_refuses_a_temperature_other_than_1_when_the_config_is_built() -> None:
+    with pytest.raises(ConfigError, match="temperature 1 only"):
+        TrainConfig(rollout=RolloutConfig(backend="vllm", temperature=0.7))
+    assert TrainConfig(rollout=RolloutConfig(backend="vllm")).rollout.temperature == 1.0

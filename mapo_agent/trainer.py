@@ -426,6 +426,16 @@ class Trainer:
         report.metrics = {**report.metrics, "eval/accuracy": report.accuracy}
         return report
 
+    def close(self) -> None:
+        """Release the process group of a multi-process run (a no-op in one process).
+
+        Call it once, after the last :meth:`train` / :meth:`evaluate`: a process that exits with its
+        gloo/NCCL group alive can abort in the group's threads at interpreter shutdown
+        ("terminate called without an active exception"), failing an otherwise finished run.
+        """
+        if self.world > 1:
+            self.accelerator.end_training()
+
     # ---------------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self, step: int) -> Path:
         """Save everything needed to continue after ``step`` exactly."""

@@ -98,7 +98,10 @@ def main(argv: list[str] | None = None) -> int:
 
         with checks.model_loading("--model.name-or-path", config.model.name_or_path):
             trainer = Trainer(config)
-        summary = trainer.train()
+        try:
+            summary = trainer.train()
+        finally:
+            trainer.close()
     except MapoError as error:
         return report_error(PROG, error)
     except KeyboardInterrupt:

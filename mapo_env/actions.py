@@ -722,8 +722,12 @@ def _checked_format_bbox(bbox: Any) -> list[float]:
 
 
 def coordinate_decimals(coords: str) -> int:
-    """Decimals a box needs in the frame ``coords``: 6 for ``"norm"`` ([0, 1]), else 2 (pixels, 0..1000)."""
-    return 6 if coords == "norm" else 2
+    """Decimals a box is written with in the frame ``coords``: 6 for ``"norm"`` ([0, 1]), else 0.
+
+    Pixel and 0..1000 boxes are integers, as the field's models write them (see
+    :func:`mapo_env.geometry.written_box`, which snaps a box outward before it is written).
+    """
+    return 6 if coords == "norm" else 0
 
 
 def format_coordinate(x: float, decimals: int = 2) -> str:

@@ -201,6 +201,29 @@ def _grow(lo: int, hi: int, min_size: int, limit: int) -> tuple[int, int]:
     return lo, lo + size
 
 
+def written_box(box: BBox, coords: CoordinateFrame) -> BBox:
+    """``box`` as a model of the field writes it in the frame ``coords``.
+
+    Qwen2.5-VL-family models (and DeepEyes, Mini-o3 after them) write integer pixel / 0..1000
+    coordinates, so in ``"pixel"``, ``"norm1000"`` and ``"original"`` the box is snapped outward to
+    integers (floor of the near corner, ceiling of the far one: whatever the box covered stays
+    covered); ``"norm"`` boxes are returned unchanged (their decimals are the precision).
+
+    >>> written_box((10.2, 3.9, 20.01, 7.0), "pixel")
+    (10.0, 3.0, 21.0, 7.0)
+    """
+    if coords == "norm":
+        return box
+    x1, y1, x2, y2 = box
+    eps = 1e-6  # float noise of a frame conversion (447.9999999) must not add a pixel past the edge
+    return (
+        float(math.floor(x1 + eps)),
+        float(math.floor(y1 + eps)),
+        float(math.ceil(x2 - eps)),
+        float(math.ceil(y2 - eps)),
+    )
+
+
 def _fmt_box(bbox: BBox) -> str:
     return "[" + ", ".join(f"{v:.4g}" for v in bbox) + "]"
 

@@ -29,6 +29,7 @@ from mapo_env.actions import coordinate_decimals
 from mapo_env.answers import option_letters
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError
+from mapo_env.geometry import written_box
 from mapo_env.types import BBox, ObjectAnnotation
 
 
@@ -94,13 +95,17 @@ class Oracle:
         return dialect.compose(text, dialect.format_answer(letter))
 
     def zoom_box(self, target: ObjectAnnotation) -> tuple[float, float, float, float]:
-        """The target's box (grown by ``pad``) in the environment's ``coords``, relative to the full view."""
+        """The target's box (grown by ``pad``) in the environment's ``coords``, relative to the full view.
+
+        Written as a model would write it (:func:`~mapo_env.geometry.written_box`): integers, snapped
+        outward, in pixel and 0..1000 frames.
+        """
         env = self._base
         width, height = env.current_sample.image_size
         x1, y1, x2, y2 = target.bbox
         dx, dy = (x2 - x1) * self.pad, (y2 - y1) * self.pad
         box: BBox = (max(0.0, x1 - dx), max(0.0, y1 - dy), min(float(width), x2 + dx), min(float(height), y2 + dy))
-        return env.image_frames[0].from_original(box, env.coords)
+        return written_box(env.image_frames[0].from_original(box, env.coords), env.coords)
 
 
 def _last_reply_was_crop(observation: dict[str, Any]) -> bool:

@@ -57,7 +57,7 @@ from mapo_agent.types import (
 )
 from mapo_env.actions import coordinate_decimals, format_coordinate
 from mapo_env.errors import ConfigError
-from mapo_env.geometry import ImageFrame, box_coverage
+from mapo_env.geometry import ImageFrame, box_coverage, written_box
 
 BoxTuple = tuple[float, float, float, float]
 COORDINATE_NAMES = ("x1", "y1", "x2", "y2")
@@ -324,7 +324,7 @@ class GroundedSFT(SFT):
     def _coordinate_ids(self, frame: ImageFrame, bbox: BoxTuple, coords: str) -> list[int]:
         if not self.config.caption_coords:
             return []
-        box = frame.from_original(bbox, coords)  # type: ignore[arg-type]
+        box = written_box(frame.from_original(bbox, coords), coords)  # type: ignore[arg-type]
         numbers = [format_coordinate(x, coordinate_decimals(coords)) for x in box]  # as the oracle writes them
         ids: list[int] = []
         for name in self.config.caption_coords:

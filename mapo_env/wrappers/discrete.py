@@ -15,6 +15,7 @@ from mapo_env.actions import coordinate_decimals
 from mapo_env.answers import MAX_OPTIONS, option_letters
 from mapo_env.core import ThinkWithImagesEnv
 from mapo_env.errors import ConfigError, InvalidActionType
+from mapo_env.geometry import written_box
 from mapo_env.validation import check_bool, check_int, describe, is_int
 
 _WORD = re.compile(r"[a-z0-9]+")
@@ -152,7 +153,7 @@ class DiscreteZoomActions(gym.Wrapper, gym.utils.RecordConstructorArgs):
             (col + 1) * width / self.grid,
             (row + 1) * height / self.grid,
         )
-        shown = base.image_frames[0].from_original(box, base.coords)
+        shown = written_box(base.image_frames[0].from_original(box, base.coords), base.coords)
         call = dialect.format_tool_call(shown, label=self.label, decimals=coordinate_decimals(base.coords))
         return dialect.compose(prefix, call)
 

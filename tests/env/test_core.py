@@ -238,7 +238,8 @@ def test_oracle_solves_and_zooms_exactly():
     for seed in range(5):
         obs, _ = env.reset(seed=seed)
         obs, _, _, _, info = env.step(oracle.act(obs))
-        assert info["target_iou"] == 1.0 and info["alignment"] == 1.0
+        # integer boxes snapped outward: the whole target, at most a pixel of margin per side
+        assert info["target_coverage"] == 1.0 and info["target_iou"] > 0.9 and info["alignment"] == 1.0
         obs, reward, terminated, _, info = env.step(oracle.act(obs))
         assert terminated and info["correct"] and reward == pytest.approx(1.2)
 

@@ -13,6 +13,7 @@ from mapo_env.geometry import (
     crop_resize,
     resolve_zoom_box,
     smart_resize,
+    written_box,
 )
 
 
@@ -117,3 +118,20 @@ def test_iou_and_coverage_by_hand():
     assert box_coverage(a, b) == pytest.approx(0.5)
     assert box_coverage((0, 0, 2, 2), (0, 0, 10, 10)) == 1.0
     assert box_iou(a, (20, 20, 30, 30)) == 0.0
+
+
+@pytest.mark.parametrize("coords", ["pixel", "norm1000", "original"])
+def test_written_box_is_integer_and_covers_the_box(coords):
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        x1, y1 = rng.uniform(0, 400, size=2)
+        box = (x1, y1, x1 + rng.uniform(0.01, 48), y1 + rng.uniform(0.01, 48))
+        written = written_box(box, coords)
+        assert all(float(v).is_integer() for v in written)
+        assert written[0] <= box[0] and written[1] <= box[1] and written[2] >= box[2] and written[3] >= box[3]
+        assert all(abs(w - b) < 1 for w, b in zip(written, box, strict=True))
+
+
+def test_written_box_keeps_exact_edges_and_norm_boxes():
+    assert written_box((0.0, 10.0, 447.9999999, 448.0), "pixel") == (0.0, 10.0, 448.0, 448.0)
+    assert written_box((0.1, 0.2, 0.3, 0.4), "norm") == (0.1, 0.2, 0.3, 0.4)

@@ -104,7 +104,8 @@ def test_oracle_zooms_hit_the_target_in_every_dialect(dialect: str) -> None:
     env = gym.make("MAPO-VStar-v0", dialect=dialect, alignment=None, num_samples=2)
     obs, _ = env.reset(seed=0, options={"index": 0})
     obs, _, _, _, info = env.step(Oracle(env).act(obs))
-    assert info["target_iou"] == pytest.approx(1.0, abs=0.02)
+    assert info["target_coverage"] == pytest.approx(1.0)  # integer boxes are snapped outward: all covered
+    assert info["target_iou"] > 0.9
 
 
 @pytest.mark.parametrize("dialect", DIALECTS)

@@ -40,16 +40,14 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from study import cell, load_runs, mean_ci, publish_block, recipe_checkpoint, run_child, t_quantile
 
 from mapo_agent.config import TrainConfig
 
@@ -89,34 +87,6 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 
 
 # ------------------------------------------------------------------------------------------ runs
-def cold_start(out: Path, base: TrainConfig, steps: int) -> Path:
-    """The recipe's grounded SFT (its own schedule), stopped after ``steps`` steps; every method starts here."""
-    final = out / "cold_start" / "final"
-    if not final.is_dir():
-        config = replace(base, steps=0, output_dir=str(out / "cold_start"), eval_every=0)
-        if steps > config.sft_steps:
-            raise SystemExit(f"--cold-start-steps {steps} is beyond the recipe's {config.sft_steps} SFT steps")
-        subprocess.run([sys.executable, "-c", _COLD, json.dumps(config.to_dict()), str(steps)], check=True)
-    return final
-
-
-_COLD = r"""
-import json, sys
-from mapo_agent.config import TrainConfig
-from mapo_agent.trainer import Trainer
-
-stop_after = int(sys.argv[2])
-
-
-class StopAfter:
-    def on_step_end(self, trainer, step, metrics):
-        trainer.should_stop = step + 1 >= stop_after
-
-
-Trainer(TrainConfig.from_dict(json.loads(sys.argv[1])), callbacks=[StopAfter()]).train()
-"""
-
-
 def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, args) -> dict:
     run_dir = out / method / f"seed{seed}"
     config = replace(
@@ -145,41 +115,10 @@ def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, a
 
 
 def run_one(spec: dict) -> None:
-    log = Path(spec["result"]).with_name("log.txt")
-    log.parent.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with log.open("w") as handle:
-        done = subprocess.run(
-            [sys.executable, "-c", CHILD, json.dumps(spec)], stdout=handle, stderr=subprocess.STDOUT, env=env
-        )
-    status = "done" if done.returncode == 0 else f"FAILED (exit {done.returncode}, see {log})"
-    print(f"{spec['config']['algo']} seed {spec['config']['seed']}: {status}", flush=True)
+    run_child(CHILD, spec, f"{spec['config']['algo']} seed {spec['config']['seed']}")
 
 
 # ---------------------------------------------------------------------------------------- report
-def t_quantile(n: int) -> float:
-    """Two-sided 95 % Student-t quantile for n − 1 degrees of freedom."""
-    from scipy import stats
-
-    return float(stats.t.ppf(0.975, n - 1)) if n > 1 else float("nan")
-
-
-def mean_ci(values: list[float]) -> tuple[float, float]:
-    values = [v for v in values if v is not None and not math.isnan(v)]
-    if not values:
-        return float("nan"), float("nan")
-    if len(values) == 1:
-        return values[0], float("nan")
-    return statistics.mean(values), t_quantile(len(values)) * statistics.stdev(values) / math.sqrt(len(values))
-
-
-def cell(values: list[float]) -> str:
-    mean, half = mean_ci(values)
-    if math.isnan(mean):
-        return "–"
-    return f"{mean:.3f}" if math.isnan(half) else f"{mean:.3f} ± {half:.3f}"
-
-
 def steps_to(curve: list[list[float]], target: float) -> float:
     """First RL step whose held-out accuracy reached ``target`` (inf if never)."""
     return next((step + 1 for step, acc, _ in curve if acc is not None and acc >= target), math.inf)
@@ -214,14 +153,6 @@ def paired_tests(mapo: dict[int, dict], grpo: dict[int, dict]) -> list[str]:
         f"exact McNemar over the pooled held-out episodes: MAPO right where GRPO was wrong {only_mapo}, "
         f"the reverse {only_grpo}, p = {mcnemar:.3f}.",
     ]
-
-
-def load_results(out: Path, methods: list[str]) -> dict[str, dict[int, dict]]:
-    results: dict[str, dict[int, dict]] = {}
-    for method in methods:
-        for path in sorted((out / method).glob("seed*/result.json")):
-            results.setdefault(method, {})[int(path.parent.name[4:])] = json.loads(path.read_text())
-    return results
 
 
 def write_report(out: Path, results: dict[str, dict[int, dict]], baselines: dict, args) -> None:
@@ -295,26 +226,10 @@ def plot(out: Path, results: dict[str, dict[int, dict]]) -> None:
         plt.close(fig)
 
 
-README_BEGIN, README_END = "<!-- compare:begin -->", "<!-- compare:end -->"
-
-
-def publish(out: Path, readme: Path = Path("README.md"), images: Path = Path("docs/images")) -> None:
-    """Write ``results.md`` into ``readme`` between the markers and copy the plots into ``images``."""
-    text = readme.read_text(encoding="utf-8")
-    if README_BEGIN not in text or README_END not in text:
-        raise SystemExit(f"{readme} has no {README_BEGIN} ... {README_END} block to replace")
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    body = (out / "results.md").read_text(encoding="utf-8").strip()
-    figures = []
-    for stem in ("accuracy", "alignment"):
-        source = out / f"{stem}_vs_step.png"
-        if source.is_file():
-            images.mkdir(parents=True, exist_ok=True)
-            (images / f"compare_{stem}_vs_step.png").write_bytes(source.read_bytes())
-            figures.append(f"![{stem} vs RL step]({images.as_posix()}/compare_{stem}_vs_step.png)")
-    block = "\n".join(["", body, "", *figures, ""]) if figures else f"\n{body}\n"
-    readme.write_text(head + README_BEGIN + block + README_END + tail, encoding="utf-8")
+def publish(out: Path) -> None:
+    """Write ``results.md`` into README's compare block and copy the two plots to ``docs/images/``."""
+    figures = [out / f"{stem}_vs_step.png" for stem in ("accuracy", "alignment")]
+    publish_block("compare", (out / "results.md").read_text(encoding="utf-8"), figures)
 
 
 def reference_rows(init: Path, base: TrainConfig, episodes: int) -> dict:
@@ -377,7 +292,7 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     base = replace(TrainConfig(), eval_episodes=args.eval_episodes, save_every=0, progress_bar=False, threads=1)
-    init = Path(args.init) if args.init else cold_start(out, base, args.cold_start_steps)
+    init = Path(args.init) if args.init else recipe_checkpoint(out / "cold_start", base, args.cold_start_steps)
     if not args.report_only:
         specs = []
         for method in args.methods:
@@ -393,7 +308,7 @@ def main() -> None:
     reference = out / "reference_rows.json"
     if not reference.is_file():
         reference.write_text(json.dumps(reference_rows(init, base, args.eval_episodes)) + "\n")
-    results = load_results(out, args.methods)
+    results = load_runs(out, args.methods)
     write_report(out, results, json.loads(reference.read_text()), args)
     if args.publish:
         publish(out)

@@ -227,10 +227,12 @@ class Trainer:
         mine = questions[self.rank :: self.world]
         torch.manual_seed(config.seed * 1_000_003 + step * 1_009 + self.rank + sampling_round * 7_919)
         self.policy.eval()
+        # the scripted expert is deterministic: one trajectory per question (copies are identical sequences)
+        group_size = 1 if algorithm.rollout_source == "oracle" else config.rollout.group_size
         return worker.run(
             self.policy,
             mine.tolist(),
-            config.rollout.group_size,
+            group_size,
             seed=config.seed * 10_000_019 + (step + sampling_round * 100_003) * per_step + self.rank * len(mine),
             actor=algorithm.rollout_source,
             first_group_id=sampling_round * per_step + self.rank * len(mine),

@@ -146,8 +146,10 @@ class Algorithm(ABC):
     Class attributes:
         config_class: The config dataclass this algorithm accepts (a subclass of
             :class:`AlgorithmConfig`).
-        rollout_source: ``"policy"``: the trainer samples trajectories from the policy;
-            ``"oracle"``: it collects the environment's scripted expert trajectories instead (SFT).
+        rollout_source: ``"policy"``: the trainer samples ``rollout.group_size`` trajectories per question
+            from the policy; ``"oracle"``: it collects the environment's scripted expert trajectory instead
+            (SFT), one per question: the expert is deterministic, so a group of copies would be the same
+            token ids and images, the same gradient at ``group_size`` times the compute.
         needs_whole_groups: The loss compares rollouts of a question with each other (VGPO), so the
             trainer never splits a question group across micro-batches, even past the token budget.
         summed_metrics: Metrics that are a micro-batch's share of a minibatch quantity (terms divided

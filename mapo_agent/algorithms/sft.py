@@ -31,10 +31,10 @@ class SFT(Algorithm):
     rollout_source = "oracle"
 
     def select_groups(self, trajectories: list[Trajectory]) -> GroupSelection:
-        """Drop exact duplicates within a group (the trainer plays each oracle question ``group_size`` times).
+        """Drop exact duplicates within a group (copies of the expert's episode given to :meth:`prepare`).
 
-        Every group holds the same number of identical copies of the expert's episode, so keeping one
-        leaves the loss and its gradient unchanged and makes the update ``group_size`` times cheaper.
+        The trainer plays each oracle question once; a caller that passes a group of identical copies
+        gets the same loss and gradient from one of them, at a fraction of the update's cost.
         """
         seen: set[tuple[int, tuple[int, ...]]] = set()
         kept = []

@@ -38,7 +38,17 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from study import cell, load_runs, paired_difference, publish_block, recipe_checkpoint, run_child, t_quantile
+from study import (
+    cell,
+    load_runs,
+    method_dir,
+    paired_difference,
+    parse_method,
+    publish_block,
+    recipe_checkpoint,
+    run_child,
+    t_quantile,
+)
 
 from mapo_agent.config import TrainConfig
 
@@ -82,11 +92,12 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 
 
 def run_spec(method: str, seed: int, teacher: Path, student: Path, out: Path, base: TrainConfig, args) -> dict:
-    run_dir = out / method / f"seed{seed}"
+    run_dir = method_dir(out, method) / f"seed{seed}"
+    algo, algo_kwargs = parse_method(method)
     config = replace(
         base,
-        algo=method,
-        algo_kwargs={} if method in TEACHERLESS else {"teacher_model": str(teacher)},
+        algo=algo,
+        algo_kwargs=algo_kwargs if algo in TEACHERLESS else {"teacher_model": str(teacher), **algo_kwargs},
         seed=seed,
         steps=args.steps,
         sft_steps=0,
@@ -97,7 +108,7 @@ def run_spec(method: str, seed: int, teacher: Path, student: Path, out: Path, ba
         rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
         optim=replace(base.optim, lr=args.lr, warmup_steps=args.warmup_steps),
     )
-    return {"config": config.to_dict(), "result": str(run_dir / "result.json")}
+    return {"config": config.to_dict(), "result": str(run_dir / "result.json"), "label": f"{method} seed {seed}"}
 
 
 def write_report(out: Path, runs: dict[str, dict[int, dict]], reference: dict, args) -> str:
@@ -212,7 +223,7 @@ def main() -> None:
         "result": str(reference_path),
     }
     jobs = [(REFERENCE, reference_spec, "teacher and student")] if not reference_path.is_file() else []
-    jobs += [(CHILD, s, f"{s['config']['algo']} seed {s['config']['seed']}") for s in specs]
+    jobs += [(CHILD, s, s["label"]) for s in specs]
     if not args.report_only:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_child(*job), jobs))

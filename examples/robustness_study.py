@@ -35,7 +35,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-from study import cell, load_runs, paired_difference, publish_block, recipe_checkpoint, run_child
+from study import (
+    cell,
+    load_runs,
+    method_dir,
+    paired_difference,
+    parse_method,
+    publish_block,
+    recipe_checkpoint,
+    run_child,
+)
 
 from mapo_agent.config import TrainConfig
 
@@ -90,10 +99,12 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 
 
 def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, args) -> dict:
-    run_dir = out / method / f"seed{seed}"
+    run_dir = method_dir(out, method) / f"seed{seed}"
+    algo, algo_kwargs = parse_method(method)
     config = replace(
         base,
-        algo=method,
+        algo=algo,
+        algo_kwargs=algo_kwargs,
         seed=seed,
         steps=args.steps,
         sft_steps=0,
@@ -106,6 +117,7 @@ def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, a
     return {
         "config": config.to_dict(),
         "result": str(run_dir / "result.json"),
+        "label": f"{method} seed {seed}",
         **evaluation_settings(args),
     }
 
@@ -129,12 +141,20 @@ def write_report(out: Path, runs: dict[str, dict[int, dict]], reference: dict, a
         cells = [cell([reference["final"][c]]) for c in CONDITIONS]
         lines.append(f"| starting agent (no RL) | – | {' | '.join(cells)} | – |")
     lines.append("")
-    for other in ("grpo", "mapo"):
-        if "roma" in runs and other in runs:
+    for method in (m for m in runs if m.startswith("roma")):
+        for other in ("grpo", "mapo"):
+            if other not in runs:
+                continue
             for condition in CONDITIONS:
-                a = {s: r["final"][condition] for s, r in runs["roma"].items()}
+                a = {s: r["final"][condition] for s, r in runs[method].items()}
                 b = {s: r["final"][condition] for s, r in runs[other].items()}
-                lines.append(f"- ROMA − {other.upper()}, {condition}: {paired_difference(a, b)}")
+                lines.append(f"- {method} − {other}, {condition}: {paired_difference(a, b)}")
+        first, last = robust_kl_trend(out, method)
+        if first is not None:
+            lines.append(
+                f"- {method}: worst-view token KL on successful trajectories (train/robust_kl), mean of the first "
+                f"5 steps {first:.3f}, of the last 5 steps {last:.3f} (over seeds)"
+            )
     lines += [
         "",
         f"Mean ± 95 % CI (t-interval) over seeds; {args.steps} RL steps of {args.questions_per_step} questions x "
@@ -150,6 +170,19 @@ def write_report(out: Path, runs: dict[str, dict[int, dict]], reference: dict, a
     )
     plot(out, runs, reference)
     return text
+
+
+def robust_kl_trend(out: Path, method: str) -> tuple[float | None, float | None]:
+    """Mean ``train/robust_kl`` of the first and of the last 5 RL steps over a method's runs."""
+    first, last = [], []
+    for path in method_dir(out, method).glob("seed*/metrics.jsonl"):
+        rows = map(json.loads, path.read_text().splitlines())
+        values = [r["train/robust_kl"] for r in rows if "train/robust_kl" in r]
+        first += values[:5]
+        last += values[-5:]
+    if not first:
+        return None, None
+    return statistics.mean(first), statistics.mean(last)
 
 
 def plot(out: Path, runs: dict[str, dict[int, dict]], reference: dict) -> None:
@@ -216,7 +249,7 @@ def main() -> None:
         **evaluation_settings(args),
     }
     jobs = [(REFERENCE, reference_spec, "starting agent")] if not reference_path.is_file() else []
-    jobs += [(CHILD, s, f"{s['config']['algo']} seed {s['config']['seed']}") for s in specs]
+    jobs += [(CHILD, s, s["label"]) for s in specs]
     if not args.report_only:
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:
             list(pool.map(lambda job: run_child(*job), jobs))

@@ -76,11 +76,35 @@ def run_child(code: str, spec: dict[str, Any], label: str) -> bool:
     return done.returncode == 0
 
 
+def parse_method(method: str) -> tuple[str, dict[str, Any]]:
+    """``"roma:consistency_coef=0.5,num_views=3"`` -> ``("roma", {"consistency_coef": 0.5, "num_views": 3})``.
+
+    A study's method is an algorithm name, optionally with config fields after a colon (values read
+    as JSON when they parse, else kept as strings): a variant of the algorithm beside its defaults.
+    """
+    name, _, fields = method.partition(":")
+    kwargs: dict[str, Any] = {}
+    for item in filter(None, fields.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"method {method!r}: expected key=value after the colon, got {item!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value
+    return name, kwargs
+
+
+def method_dir(out: Path, method: str) -> Path:
+    """The folder of a method's runs (``roma:consistency_coef=0.5`` -> ``out/roma-consistency_coef=0.5``)."""
+    return out / method.replace(":", "-").replace(",", "-")
+
+
 def load_runs(out: Path, methods: list[str]) -> dict[str, dict[int, dict]]:
-    """``{method: {seed: result}}`` of the finished runs under ``out/<method>/seed<k>/result.json``."""
+    """``{method: {seed: result}}`` of the finished runs under ``<method folder>/seed<k>/result.json``."""
     results: dict[str, dict[int, dict]] = {}
     for method in methods:
-        for path in sorted((out / method).glob("seed*/result.json")):
+        for path in sorted(method_dir(out, method).glob("seed*/result.json")):
             results.setdefault(method, {})[int(path.parent.name[4:])] = json.loads(path.read_text())
     return results
 

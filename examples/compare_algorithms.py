@@ -42,12 +42,21 @@ import json
 import math
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from study import cell, load_runs, mean_ci, publish_block, recipe_checkpoint, run_child, t_quantile
+from study import (
+    add_study_arguments,
+    cell,
+    load_runs,
+    mean_ci,
+    publish_block,
+    recipe_checkpoint,
+    run_jobs,
+    t_quantile,
+    unfinished,
+)
 
 from mapo_agent.config import TrainConfig
 
@@ -112,10 +121,6 @@ def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, a
         "variance_every": args.variance_every if method == "mapo" else 0,
         "reported": list(REPORTED),
     }
-
-
-def run_one(spec: dict) -> None:
-    run_child(CHILD, spec, f"{spec['config']['algo']} seed {spec['config']['seed']}")
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -278,10 +283,7 @@ def main() -> None:
         help="where the weak cold start stops the recipe's 700-step grounded SFT",
     )
     parser.add_argument("--init", help="use this checkpoint as the cold start instead of training one")
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
-    parser.add_argument("--out", default="runs/compare")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
-    parser.add_argument("--publish", action="store_true", help="write the report into README.md and docs/images/")
+    add_study_arguments(parser, "runs/compare")
     parser.add_argument("--quick", action="store_true", help="smoke run: MAPO and GRPO, 1 seed, a few steps")
     args = parser.parse_args()
     if args.quick:
@@ -297,14 +299,12 @@ def main() -> None:
         specs = []
         for method in args.methods:
             seeds = args.seeds if method in ("mapo", "grpo") else args.seeds[: args.other_seeds]
-            for seed in seeds:
-                spec = run_spec(method, seed, init, out, base, args)
-                if not Path(spec["result"]).is_file():
-                    specs.append(spec)
+            specs += [run_spec(method, seed, init, out, base, args) for seed in seeds]
         # MAPO and GRPO first, seed by seed, so that a cut-short study still has its main pair
         specs.sort(key=lambda s: (s["config"]["algo"] not in ("mapo", "grpo"), s["config"]["seed"]))
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(run_one, specs))
+        run_jobs(
+            [(CHILD, s, f"{s['config']['algo']} seed {s['config']['seed']}") for s in unfinished(specs)], args.jobs
+        )
     reference = out / "reference_rows.json"
     if not reference.is_file():
         reference.write_text(json.dumps(reference_rows(init, base, args.eval_episodes)) + "\n")

@@ -34,20 +34,22 @@ import json
 import math
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from study import (
+    add_study_arguments,
     cell,
     load_runs,
     method_dir,
     paired_difference,
     parse_method,
     publish_block,
+    read_json,
     recipe_checkpoint,
-    run_child,
+    run_jobs,
     t_quantile,
+    unfinished,
 )
 
 from mapo_agent.config import TrainConfig
@@ -196,10 +198,7 @@ def main() -> None:
     parser.add_argument("--student-steps", type=int, default=440, help="where the student's SFT stops (of 700)")
     parser.add_argument("--teacher", help="the teacher (default: train the bundled recipe into <out>/teacher)")
     parser.add_argument("--student", help="the student (default: the recipe's SFT stopped at --student-steps)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
-    parser.add_argument("--out", default="runs/distillation")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
-    parser.add_argument("--publish", action="store_true", help="write the report into README.md and docs/images/")
+    add_study_arguments(parser, "runs/distillation")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 2 steps, 8 episodes")
     args = parser.parse_args()
     if args.quick:
@@ -212,7 +211,7 @@ def main() -> None:
     teacher = Path(args.teacher) if args.teacher else recipe_checkpoint(out / "teacher", base)
     student = Path(args.student) if args.student else recipe_checkpoint(out / "student", base, args.student_steps)
     specs = [run_spec(m, s, teacher, student, out, base, args) for s in args.seeds for m in args.methods]
-    specs = [] if args.report_only else [s for s in specs if not Path(s["result"]).is_file()]
+    specs = [] if args.report_only else unfinished(specs)
     reference_path = out / "reference" / "result.json"
     reference_spec = {
         "models": {"student": str(student), "teacher": str(teacher)},
@@ -225,9 +224,8 @@ def main() -> None:
     jobs = [(REFERENCE, reference_spec, "teacher and student")] if not reference_path.is_file() else []
     jobs += [(CHILD, s, s["label"]) for s in specs]
     if not args.report_only:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(lambda job: run_child(*job), jobs))
-    reference = json.loads(reference_path.read_text()) if reference_path.is_file() else {}
+        run_jobs(jobs, args.jobs)
+    reference = read_json(reference_path)
     text = write_report(out, load_runs(out, args.methods), reference, args)
     print(text)
     if args.publish:

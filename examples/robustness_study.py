@@ -31,19 +31,21 @@ import argparse
 import json
 import statistics
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
 from study import (
+    add_study_arguments,
     cell,
     load_runs,
     method_dir,
     paired_difference,
     parse_method,
     publish_block,
+    read_json,
     recipe_checkpoint,
-    run_child,
+    run_jobs,
+    unfinished,
 )
 
 from mapo_agent.config import TrainConfig
@@ -224,10 +226,7 @@ def main() -> None:
     parser.add_argument("--severity", type=int, default=3, help="corruption severity of the evaluation (1-5)")
     parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--init", help="the starting agent (default: train the bundled recipe into <out>/init)")
-    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
-    parser.add_argument("--out", default="runs/robustness")
-    parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
-    parser.add_argument("--publish", action="store_true", help="write the report into README.md and docs/images/")
+    add_study_arguments(parser, "runs/robustness")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 2 steps, 8 episodes")
     args = parser.parse_args()
     if args.quick:
@@ -240,7 +239,7 @@ def main() -> None:
     init = Path(args.init) if args.init else recipe_checkpoint(out / "init", base)
     reference_path = out / "reference" / "result.json"
     specs = [run_spec(m, s, init, out, base, args) for s in args.seeds for m in args.methods]
-    specs = [] if args.report_only else [s for s in specs if not Path(s["result"]).is_file()]
+    specs = [] if args.report_only else unfinished(specs)
     reference_spec = {
         "init": str(init),
         "env_id": base.env.id,
@@ -251,9 +250,8 @@ def main() -> None:
     jobs = [(REFERENCE, reference_spec, "starting agent")] if not reference_path.is_file() else []
     jobs += [(CHILD, s, s["label"]) for s in specs]
     if not args.report_only:
-        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-            list(pool.map(lambda job: run_child(*job), jobs))
-    reference = json.loads(reference_path.read_text()) if reference_path.is_file() else {}
+        run_jobs(jobs, args.jobs)
+    reference = read_json(reference_path)
     text = write_report(out, load_runs(out, args.methods), reference, args)
     print(text)
     if args.publish:

@@ -9,12 +9,14 @@ markers. This module holds the parts they have in common; it is not part of the 
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
 import statistics
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -98,6 +100,30 @@ def parse_method(method: str) -> tuple[str, dict[str, Any]]:
 def method_dir(out: Path, method: str) -> Path:
     """The folder of a method's runs (``roma:consistency_coef=0.5`` -> ``out/roma-consistency_coef=0.5``)."""
     return out / method.replace(":", "-").replace(",", "-")
+
+
+def add_study_arguments(parser: argparse.ArgumentParser, out: str) -> None:
+    """The options every study has: ``--jobs``, ``--out``, ``--report-only``, ``--publish``."""
+    parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
+    parser.add_argument("--out", default=out)
+    parser.add_argument("--report-only", action="store_true", help="rebuild the report from finished runs")
+    parser.add_argument("--publish", action="store_true", help="write the report into README.md and docs/images/")
+
+
+def run_jobs(jobs: list[tuple[str, dict[str, Any], str]], parallel: int) -> None:
+    """Run ``(code, spec, label)`` children (:func:`run_child`), ``parallel`` at a time."""
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        list(pool.map(lambda job: run_child(*job), jobs))
+
+
+def unfinished(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The specs whose ``result`` file does not exist yet (a rerun skips finished runs)."""
+    return [spec for spec in specs if not Path(spec["result"]).is_file()]
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """``path``'s JSON object, or ``{}`` when the file is not there (yet)."""
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def load_runs(out: Path, methods: list[str]) -> dict[str, dict[int, dict]]:

@@ -169,7 +169,9 @@ def test_two_cpu_processes_keep_identical_weights(tmp_path):
     first, second = summary["weight_fingerprints"]
     assert first == second
     rows = read_metrics(run / "metrics.jsonl")
-    assert [r["step"] for r in rows] == [0, 1, 2] and rows[0]["rollout/episodes"] == 2  # 1 question x 2 per process
+    assert [r["step"] for r in rows] == [0, 1, 2]
+    assert rows[0]["rollout/episodes"] == 1  # SFT: 1 question per process, the deterministic oracle played once
+    assert rows[1]["rollout/episodes"] == 2  # RL: 1 question x 2 rollouts per process
     assert summary["num_questions"] == 2  # the evaluation gathers both processes' episodes
 
 

@@ -50,7 +50,7 @@ from study import (
 
 from mapo_agent.config import TrainConfig
 
-METHODS = ("roma", "grpo", "mapo")
+METHODS = ("roma", "grpo", "mapo", "roma:consistency_coef=1.0")  # the last: ROMA with its KL 50x heavier
 CONDITIONS = ("clean", "seen", "unseen")
 
 CHILD = r"""

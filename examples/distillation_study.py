@@ -33,7 +33,6 @@ import argparse
 import json
 import math
 import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -44,10 +43,8 @@ from study import (
     method_dir,
     paired_difference,
     parse_method,
-    publish_block,
-    read_json,
     recipe_checkpoint,
-    run_jobs,
+    run_study,
     t_quantile,
     unfinished,
 )
@@ -206,7 +203,6 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     base = replace(TrainConfig(), save_every=0, progress_bar=False, threads=1)
     teacher = Path(args.teacher) if args.teacher else recipe_checkpoint(out / "teacher", base)
     student = Path(args.student) if args.student else recipe_checkpoint(out / "student", base, args.student_steps)
@@ -221,16 +217,15 @@ def main() -> None:
         "eval_seed": base.seed + 1,  # the trainer's held-out evaluation seed: the same episodes
         "result": str(reference_path),
     }
-    jobs = [(REFERENCE, reference_spec, "teacher and student")] if not reference_path.is_file() else []
-    jobs += [(CHILD, s, s["label"]) for s in specs]
-    if not args.report_only:
-        run_jobs(jobs, args.jobs)
-    reference = read_json(reference_path)
-    text = write_report(out, load_runs(out, args.methods), reference, args)
-    print(text)
-    if args.publish:
-        publish_block("distillation", text, [out / "accuracy_vs_student_step.png"])
-    print(f"total wall time of this invocation: {(time.perf_counter() - started) / 60:.1f} min")
+    runs = [(CHILD, s, s["label"]) for s in specs]
+    run_study(
+        "distillation",
+        args,
+        (REFERENCE, reference_spec, "teacher and student"),
+        runs,
+        lambda reference: write_report(out, load_runs(out, args.methods), reference, args),
+        out / "accuracy_vs_student_step.png",
+    )
 
 
 if __name__ == "__main__":

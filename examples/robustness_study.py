@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -41,10 +40,8 @@ from study import (
     method_dir,
     paired_difference,
     parse_method,
-    publish_block,
-    read_json,
     recipe_checkpoint,
-    run_jobs,
+    run_study,
     unfinished,
 )
 
@@ -234,7 +231,6 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
     base = replace(TrainConfig(), save_every=0, progress_bar=False, threads=1)
     init = Path(args.init) if args.init else recipe_checkpoint(out / "init", base)
     reference_path = out / "reference" / "result.json"
@@ -247,16 +243,15 @@ def main() -> None:
         "result": str(reference_path),
         **evaluation_settings(args),
     }
-    jobs = [(REFERENCE, reference_spec, "starting agent")] if not reference_path.is_file() else []
-    jobs += [(CHILD, s, s["label"]) for s in specs]
-    if not args.report_only:
-        run_jobs(jobs, args.jobs)
-    reference = read_json(reference_path)
-    text = write_report(out, load_runs(out, args.methods), reference, args)
-    print(text)
-    if args.publish:
-        publish_block("robustness", text, [out / "accuracy_by_condition.png"])
-    print(f"total wall time of this invocation: {(time.perf_counter() - started) / 60:.1f} min")
+    runs = [(CHILD, s, s["label"]) for s in specs]
+    run_study(
+        "robustness",
+        args,
+        (REFERENCE, reference_spec, "starting agent"),
+        runs,
+        lambda reference: write_report(out, load_runs(out, args.methods), reference, args),
+        out / "accuracy_by_condition.png",
+    )
 
 
 if __name__ == "__main__":

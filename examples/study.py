@@ -16,6 +16,8 @@ import os
 import statistics
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -119,6 +121,31 @@ def run_jobs(jobs: list[tuple[str, dict[str, Any], str]], parallel: int) -> None
 def unfinished(specs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The specs whose ``result`` file does not exist yet (a rerun skips finished runs)."""
     return [spec for spec in specs if not Path(spec["result"]).is_file()]
+
+
+def run_study(
+    name: str,
+    args: argparse.Namespace,
+    reference: tuple[str, dict[str, Any], str],
+    runs: list[tuple[str, dict[str, Any], str]],
+    report: Callable[[dict[str, Any]], str],
+    figure: Path,
+) -> None:
+    """Run the reference job (unless its result exists) and the unfinished runs, then report.
+
+    ``report`` turns the reference's result into the study's Markdown (it reads the runs itself);
+    with ``--publish`` the text and ``figure`` go into README's ``name`` block.
+    """
+    started = time.perf_counter()
+    reference_path = Path(reference[1]["result"])
+    jobs = ([] if reference_path.is_file() else [reference]) + runs
+    if not args.report_only:
+        run_jobs(jobs, args.jobs)
+    text = report(read_json(reference_path))
+    print(text)
+    if args.publish:
+        publish_block(name, text, [figure])
+    print(f"total wall time of this invocation: {(time.perf_counter() - started) / 60:.1f} min")
 
 
 def read_json(path: Path) -> dict[str, Any]:

@@ -48,11 +48,14 @@ from pathlib import Path
 import numpy as np
 from study import (
     add_study_arguments,
+    base_config,
     cell,
     load_runs,
     mean_ci,
+    method_dir,
     publish_block,
     recipe_checkpoint,
+    run_config,
     run_jobs,
     t_quantile,
     unfinished,
@@ -97,24 +100,9 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 
 # ------------------------------------------------------------------------------------------ runs
 def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, args) -> dict:
-    run_dir = out / method / f"seed{seed}"
-    config = replace(
-        base,
-        algo=method,
-        seed=seed,
-        steps=args.steps,
-        sft_steps=0,
-        eval_every=args.eval_every,
-        output_dir=str(run_dir),
-        model=replace(base.model, name_or_path=str(init)),
-        rollout=replace(
-            base.rollout,
-            questions_per_step=args.questions_per_step,
-            group_size=args.group_size,
-            temperature=args.temperature,
-        ),
-        optim=replace(base.optim, lr=args.lr, warmup_steps=args.warmup_steps),
-    )
+    run_dir = method_dir(out, method) / f"seed{seed}"
+    config = run_config(base, method, seed, init, run_dir, args, eval_every=args.eval_every)
+    config = replace(config, rollout=replace(config.rollout, temperature=args.temperature))
     return {
         "config": config.to_dict(),
         "result": str(run_dir / "result.json"),
@@ -293,7 +281,7 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    base = replace(TrainConfig(), eval_episodes=args.eval_episodes, save_every=0, progress_bar=False, threads=1)
+    base = base_config(eval_episodes=args.eval_episodes)
     init = Path(args.init) if args.init else recipe_checkpoint(out / "cold_start", base, args.cold_start_steps)
     if not args.report_only:
         specs = []

@@ -37,13 +37,16 @@ from dataclasses import replace
 from pathlib import Path
 
 from study import (
+    add_budget_arguments,
     add_study_arguments,
+    base_config,
     cell,
     load_runs,
     method_dir,
     paired_difference,
     parse_method,
     recipe_checkpoint,
+    run_config,
     run_study,
     t_quantile,
     unfinished,
@@ -56,6 +59,7 @@ TEACHERLESS = ("grpo",)
 
 CHILD = r"""
 import json, sys, time
+from dataclasses import replace
 from pathlib import Path
 from mapo_agent.config import TrainConfig
 from mapo_agent.metrics import read_metrics
@@ -74,6 +78,7 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 
 REFERENCE = r"""
 import json, sys
+from dataclasses import replace
 from pathlib import Path
 from mapo_agent.evaluation import evaluate
 from mapo_agent.policy import HFPolicy
@@ -90,23 +95,13 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 """
 
 
-def run_spec(method: str, seed: int, teacher: Path, student: Path, out: Path, base: TrainConfig, args) -> dict:
+def run_spec(method: str, seed: int, teacher_dir: Path, student: Path, out: Path, base: TrainConfig, args) -> dict:
     run_dir = method_dir(out, method) / f"seed{seed}"
-    algo, algo_kwargs = parse_method(method)
-    config = replace(
-        base,
-        algo=algo,
-        algo_kwargs=algo_kwargs if algo in TEACHERLESS else {"teacher_model": str(teacher), **algo_kwargs},
-        seed=seed,
-        steps=args.steps,
-        sft_steps=0,
-        eval_every=args.eval_every,
-        eval_episodes=args.eval_episodes,
-        output_dir=str(run_dir),
-        model=replace(base.model, name_or_path=str(student)),
-        rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
-        optim=replace(base.optim, lr=args.lr, warmup_steps=args.warmup_steps),
+    teacher_kwargs = {} if parse_method(method)[0] in TEACHERLESS else {"teacher_model": str(teacher_dir)}
+    config = run_config(
+        base, method, seed, student, run_dir, args, eval_every=args.eval_every, algo_kwargs=teacher_kwargs
     )
+    config = replace(config, eval_episodes=args.eval_episodes)
     return {"config": config.to_dict(), "result": str(run_dir / "result.json"), "label": f"{method} seed {seed}"}
 
 
@@ -184,13 +179,7 @@ def plot(out: Path, runs: dict[str, dict[int, dict]], reference: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=20, help="student steps per run")
-    parser.add_argument("--questions-per-step", type=int, default=8)
-    parser.add_argument("--group-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, the same for every method")
-    parser.add_argument("--warmup-steps", type=int, default=2)
-    parser.add_argument("--eval-episodes", type=int, default=100)
+    add_budget_arguments(parser, steps=20, eval_episodes=100)
     parser.add_argument("--eval-every", type=int, default=5)
     parser.add_argument("--student-steps", type=int, default=440, help="where the student's SFT stops (of 700)")
     parser.add_argument("--teacher", help="the teacher (default: train the bundled recipe into <out>/teacher)")
@@ -203,21 +192,22 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = replace(TrainConfig(), save_every=0, progress_bar=False, threads=1)
+    base = base_config()
     teacher = Path(args.teacher) if args.teacher else recipe_checkpoint(out / "teacher", base)
     student = Path(args.student) if args.student else recipe_checkpoint(out / "student", base, args.student_steps)
     specs = [run_spec(m, s, teacher, student, out, base, args) for s in args.seeds for m in args.methods]
-    specs = [] if args.report_only else unfinished(specs)
     reference_path = out / "reference" / "result.json"
     reference_spec = {
         "models": {"student": str(student), "teacher": str(teacher)},
         "env_id": base.env.id,
         "eval_kwargs": {**base.env.kwargs, **base.env.eval_kwargs},
         "episodes": args.eval_episodes,
-        "eval_seed": base.seed + 1,  # the trainer's held-out evaluation seed: the same episodes
+        # the runs' held-out evaluations take the first --eval-episodes questions with reset seed (run seed + 1);
+        # on Tiles the reset seed changes no pixel or option order, so these are the runs' episodes
+        "eval_seed": base.seed + 1,
         "result": str(reference_path),
     }
-    runs = [(CHILD, s, s["label"]) for s in specs]
+    runs = [(CHILD, s, s["label"]) for s in unfinished(specs)]  # run_study skips them with --report-only
     run_study(
         "distillation",
         args,

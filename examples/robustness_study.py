@@ -30,17 +30,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-from dataclasses import replace
 from pathlib import Path
 
 from study import (
+    add_budget_arguments,
     add_study_arguments,
+    base_config,
     cell,
     load_runs,
     method_dir,
     paired_difference,
-    parse_method,
     recipe_checkpoint,
+    run_config,
     run_study,
     unfinished,
 )
@@ -99,20 +100,7 @@ Path(spec["result"]).write_text(json.dumps(result) + "\n")
 
 def run_spec(method: str, seed: int, init: Path, out: Path, base: TrainConfig, args) -> dict:
     run_dir = method_dir(out, method) / f"seed{seed}"
-    algo, algo_kwargs = parse_method(method)
-    config = replace(
-        base,
-        algo=algo,
-        algo_kwargs=algo_kwargs,
-        seed=seed,
-        steps=args.steps,
-        sft_steps=0,
-        eval_every=0,
-        output_dir=str(run_dir),
-        model=replace(base.model, name_or_path=str(init)),
-        rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
-        optim=replace(base.optim, lr=args.lr, warmup_steps=args.warmup_steps),
-    )
+    config = run_config(base, method, seed, init, run_dir, args, eval_every=0)
     return {
         "config": config.to_dict(),
         "result": str(run_dir / "result.json"),
@@ -214,14 +202,8 @@ def plot(out: Path, runs: dict[str, dict[int, dict]], reference: dict) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--methods", nargs="+", default=list(METHODS))
-    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
-    parser.add_argument("--steps", type=int, default=30, help="RL steps per run")
-    parser.add_argument("--questions-per-step", type=int, default=8)
-    parser.add_argument("--group-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-4, help="peak RL learning rate, the same for every method")
-    parser.add_argument("--warmup-steps", type=int, default=2)
+    add_budget_arguments(parser, steps=30, eval_episodes=200)
     parser.add_argument("--severity", type=int, default=3, help="corruption severity of the evaluation (1-5)")
-    parser.add_argument("--eval-episodes", type=int, default=200)
     parser.add_argument("--init", help="the starting agent (default: train the bundled recipe into <out>/init)")
     add_study_arguments(parser, "runs/robustness")
     parser.add_argument("--quick", action="store_true", help="smoke run: 1 seed, 2 steps, 8 episodes")
@@ -231,11 +213,10 @@ def main() -> None:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    base = replace(TrainConfig(), save_every=0, progress_bar=False, threads=1)
+    base = base_config()
     init = Path(args.init) if args.init else recipe_checkpoint(out / "init", base)
     reference_path = out / "reference" / "result.json"
     specs = [run_spec(m, s, init, out, base, args) for s in args.seeds for m in args.methods]
-    specs = [] if args.report_only else unfinished(specs)
     reference_spec = {
         "init": str(init),
         "env_id": base.env.id,
@@ -243,7 +224,7 @@ def main() -> None:
         "result": str(reference_path),
         **evaluation_settings(args),
     }
-    runs = [(CHILD, s, s["label"]) for s in specs]
+    runs = [(CHILD, s, s["label"]) for s in unfinished(specs)]  # run_study skips them with --report-only
     run_study(
         "robustness",
         args,

@@ -104,6 +104,55 @@ def method_dir(out: Path, method: str) -> Path:
     return out / method.replace(":", "-").replace(",", "-")
 
 
+def base_config(**fields: Any) -> TrainConfig:
+    """The bundled recipe's config as every study's run uses it: one thread, no checkpoints, no progress bar."""
+    return replace(TrainConfig(), save_every=0, progress_bar=False, threads=1, **fields)
+
+
+def run_config(
+    base: TrainConfig,
+    method: str,
+    seed: int,
+    init: Path,
+    run_dir: Path,
+    args: argparse.Namespace,
+    *,
+    eval_every: int,
+    algo_kwargs: dict[str, Any] | None = None,
+) -> TrainConfig:
+    """One run of a study: ``method`` (:func:`parse_method`) trained from checkpoint ``init``.
+
+    ``args.steps`` steps (no SFT) of ``args.questions_per_step`` questions x ``args.group_size``
+    rollouts at peak lr ``args.lr`` after ``args.warmup_steps`` warm-up steps, the same for every
+    method; ``algo_kwargs`` are fields every method of the study gets (the method's own win).
+    """
+    algo, fields = parse_method(method)
+    return replace(
+        base,
+        algo=algo,
+        algo_kwargs={**(algo_kwargs or {}), **fields},
+        seed=seed,
+        steps=args.steps,
+        sft_steps=0,
+        eval_every=eval_every,
+        output_dir=str(run_dir),
+        model=replace(base.model, name_or_path=str(init)),
+        rollout=replace(base.rollout, questions_per_step=args.questions_per_step, group_size=args.group_size),
+        optim=replace(base.optim, lr=args.lr, warmup_steps=args.warmup_steps),
+    )
+
+
+def add_budget_arguments(parser: argparse.ArgumentParser, *, steps: int, eval_episodes: int) -> None:
+    """The training budget of a 3-seed study: seeds, steps, questions x rollouts, lr, warm-up, evaluation size."""
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=steps, help="training steps per run")
+    parser.add_argument("--questions-per-step", type=int, default=8)
+    parser.add_argument("--group-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=1e-4, help="peak learning rate, the same for every method")
+    parser.add_argument("--warmup-steps", type=int, default=2)
+    parser.add_argument("--eval-episodes", type=int, default=eval_episodes)
+
+
 def add_study_arguments(parser: argparse.ArgumentParser, out: str) -> None:
     """The options every study has: ``--jobs``, ``--out``, ``--report-only``, ``--publish``."""
     parser.add_argument("--jobs", type=int, default=2, help="runs in parallel (one thread each)")
